@@ -1,0 +1,30 @@
+# Each target builds .venv itself; nothing relies on packages installed by hand.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: test lab catalog clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.test-installed: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+$(VENV)/.lab-installed: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e '.[lab]'
+	touch $@
+
+test: $(VENV)/.test-installed
+	$(PY) -m pytest -q -n 2 --dist loadfile
+
+lab: $(VENV)/.lab-installed
+	$(VENV)/bin/lossjax lab
+
+catalog: $(VENV)/.lab-installed
+	$(VENV)/bin/lossjax catalog
+
+clean:
+	rm -rf $(VENV) results .pytest_cache
