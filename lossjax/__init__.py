@@ -1,0 +1,24 @@
+"""lossjax: pure, jittable losses with hand-derived derivatives, and the tools to check them.
+
+    import lossjax as lj
+    lj.mse(pred, y)                      # value (reduction="mean")
+    lj.mse.grad(pred, y)                 # hand-derived gradient
+    jax.grad(lj.mse)(pred, y)            # autodiff, for comparison
+    lj.catalog(), lj.get("huber")
+"""
+from lossjax import reduce
+from lossjax._loss import Kink, Loss, Sample, Terms, catalog, get
+from lossjax.losses.regression import (
+    gaussian_nll, huber, log_cosh, mae, mse, poisson_nll, quantile, smooth_l1)
+from lossjax.losses.classification import (
+    binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, focal_loss, hinge,
+    kl_divergence, nll, softmax_focal_loss, squared_hinge)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Kink", "Loss", "Sample", "Terms", "catalog", "get", "reduce",
+    "mse", "mae", "huber", "smooth_l1", "log_cosh", "quantile", "poisson_nll", "gaussian_nll",
+    "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "nll",
+    "kl_divergence", "focal_loss", "softmax_focal_loss", "hinge", "squared_hinge",
+]

@@ -1,0 +1,282 @@
+"""The Loss object: a pure loss function together with its hand-derived derivatives.
+
+A loss is written once, as a *terms function*: it checks its arguments and returns a
+:class:`Terms` holding the per-element loss values and (lazily) their derivatives with
+respect to the predictions. :class:`Loss` adds what every loss shares: the reduction keywords,
+float16/bfloat16 handling, the analytic ``.grad`` and ``.hess_diag`` of the *reduced* value,
+``.with_analytic_vjp()``, samplers and catalogue data.
+
+Calling a Loss runs plain JAX code, so ``jax.grad(lj.mse)`` is autodiff; ``lj.mse.grad`` is the
+hand-derived gradient. The two are independent routes to the same number, which is what the
+tests and the audit compare.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lossjax import _checks, reduce as _reduce
+
+
+class Terms(NamedTuple):
+    """What a terms function returns.
+
+    value:      per-element loss values (the *elements* that reductions act on).
+    grad:       () -> d value_i / d predictions, shaped like the predictions (for a loss over a
+                class axis, row i holds the derivative of value_i w.r.t. its logits).
+    hess:       () -> second derivatives matching ``grad`` (diagonal), or None.
+    class_axis: axis of the predictions that each element reduces over; None if elementwise.
+    mask:       elements that count (False for ignored labels), or None.
+    normalizer: per-element weights for the mean's denominator (see lossjax.reduce), or None.
+    """
+    value: Any
+    grad: Callable[[], Any]
+    hess: Optional[Callable[[], Any]] = None
+    class_axis: Optional[int] = None
+    mask: Any = None
+    normalizer: Any = None
+
+
+class Sample(NamedTuple):
+    """Valid arguments for a loss: ``loss(*sample.args, **sample.kwargs)``."""
+    args: tuple
+    kwargs: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Kink:
+    """A place where a loss is not (twice) differentiable.
+
+    where:       the condition, in words.
+    subgradient: what ``.grad`` (order 1) or ``.hess_diag`` (order 2) returns there.
+    locate:      (*args, **hyperparameters) -> boolean array shaped like the predictions.
+    order:       1 if the first derivative jumps there, 2 if only the second does.
+    """
+    where: str
+    subgradient: str
+    locate: Callable[..., Any]
+    order: int = 1
+
+
+_REDUCTION_PARAMS = [
+    inspect.Parameter("reduction", inspect.Parameter.KEYWORD_ONLY, default="mean"),
+    inspect.Parameter("weights", inspect.Parameter.KEYWORD_ONLY, default=None),
+    inspect.Parameter("where", inspect.Parameter.KEYWORD_ONLY, default=None),
+]
+
+_REGISTRY: dict[str, "Loss"] = {}
+
+
+def _is_array(x) -> bool:
+    return isinstance(x, (jax.Array, np.ndarray, np.generic))
+
+
+def _upcast(x):
+    """float16/bfloat16 arrays are computed in float32; everything else as given."""
+    if _is_array(x) and jnp.issubdtype(x.dtype, jnp.floating) and jnp.finfo(x.dtype).bits < 32:
+        return jnp.asarray(x, jnp.float32)
+    return x
+
+
+class Loss:
+    """A pure loss with hand-derived derivatives. See the module docstring."""
+
+    def __init__(self, terms_fn, *, family: str, formula: str, sampler, kinks=(),
+                 elementwise: bool, has_hess_diag: Optional[bool] = None, references=(),
+                 _analytic_vjp: bool = False):
+        self._terms_fn = terms_fn
+        self.name = terms_fn.__name__
+        self.family = family
+        self.formula = formula
+        self.kinks = tuple(kinks)
+        self.elementwise = elementwise
+        self.has_hess_diag = elementwise if has_hess_diag is None else has_hess_diag
+        self.references = tuple(references)
+        self._sampler = sampler
+        self._analytic_vjp = _analytic_vjp
+        self._signature = inspect.signature(terms_fn)
+        self.__signature__ = self._signature.replace(
+            parameters=list(self._signature.parameters.values()) + _REDUCTION_PARAMS)
+        self.__name__ = self.__qualname__ = self.name
+        self.__module__ = terms_fn.__module__
+        self.__doc__ = terms_fn.__doc__
+        self.__wrapped__ = terms_fn
+
+    def __repr__(self):
+        suffix = ", analytic VJP" if self._analytic_vjp else ""
+        return f"<lossjax.Loss {self.name} ({self.family}){suffix}>"
+
+    # -- evaluation -------------------------------------------------------------------------
+
+    def _bind(self, args, kwargs) -> inspect.BoundArguments:
+        try:
+            bound = self._signature.bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"{self.name}: {e}. Signature: {self.name}{self.__signature__}") from None
+        bound.apply_defaults()
+        return bound
+
+    def _terms(self, bound, reduction, weights, where):
+        """Check everything, compute in float32 for half-precision inputs, return
+        (terms, prepared weights, prepared mask, output dtype)."""
+        _reduce.check_reduction(self.name, reduction)
+        first = next(iter(self._signature.parameters))
+        predictions = _checks.floating(self.name, first, bound.arguments[first])
+        out_dtype = predictions.dtype
+        arguments = {k: _upcast(v) for k, v in bound.arguments.items()}
+        arguments[first] = _upcast(predictions)
+        positional = [arguments[p.name] for p in self._signature.parameters.values()
+                      if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+        keywords = {p.name: arguments[p.name] for p in self._signature.parameters.values()
+                    if p.kind is inspect.Parameter.KEYWORD_ONLY}
+        terms = self._terms_fn(*positional, **keywords)
+        weights, where = _reduce.prepare(self.name, terms.value.shape, terms.value.dtype,
+                                         weights, where, terms.mask)
+        return terms, weights, where, out_dtype
+
+    def _value(self, bound, reduction, weights, where):
+        terms, w, m, out_dtype = self._terms(bound, reduction, weights, where)
+        return _reduce.reduce(terms.value, reduction, w, m, terms.normalizer).astype(out_dtype)
+
+    def __call__(self, *args, reduction="mean", weights=None, where=None, **kwargs):
+        bound = self._bind(args, kwargs)
+        if self._analytic_vjp:
+            return _with_analytic_derivative(self, bound, reduction, weights, where)
+        return self._value(bound, reduction, weights, where)
+
+    def _derivative(self, which, args, kwargs, reduction, weights, where, cotangent=None):
+        terms, w, m, out_dtype = self._terms(self._bind(args, kwargs), reduction, weights, where)
+        coef = _reduce.coefficients(terms.value, reduction, w, m, terms.normalizer, cotangent)
+        if terms.class_axis is not None:
+            coef = jnp.expand_dims(coef, terms.class_axis)
+        derivative = getattr(terms, which)
+        if derivative is None:
+            raise NotImplementedError(
+                f"{self.name} has no hand-derived Hessian diagonal (it is not an elementwise "
+                f"loss); use jax.hessian(lj.{self.name}) instead.")
+        return (coef * derivative()).astype(out_dtype)
+
+    def grad(self, *args, reduction="mean", weights=None, where=None, **kwargs):
+        """Hand-derived gradient of the reduced value w.r.t. the predictions (first argument).
+
+        Same arguments as the loss. With ``reduction="none"`` it is the gradient of the sum of
+        the per-element values (for elementwise losses: each element's own derivative).
+        At a kink it returns the subgradient listed in ``.kinks``.
+        """
+        return self._derivative("grad", args, kwargs, reduction, weights, where)
+
+    def hess_diag(self, *args, reduction="mean", weights=None, where=None, **kwargs):
+        """Hand-derived diagonal of the Hessian of the reduced value w.r.t. the predictions."""
+        return self._derivative("hess", args, kwargs, reduction, weights, where)
+
+    def with_analytic_vjp(self) -> "Loss":
+        """The same loss, whose derivatives w.r.t. the predictions use the hand-derived ``.grad``.
+
+        Implemented with ``jax.custom_jvp`` and a tangent rule that is linear in the analytic
+        derivative: reverse mode (``jax.grad``, ``jax.vjp``) transposes it into exactly the
+        analytic vector-Jacobian product, and forward mode, ``jax.jacfwd`` and ``jax.hessian``
+        keep working (a ``custom_vjp`` would break them). Derivatives w.r.t. other float
+        arguments (targets, variances, weights, traced hyperparameters) use autodiff.
+        """
+        return Loss(self._terms_fn, family=self.family, formula=self.formula,
+                    sampler=self._sampler, kinks=self.kinks, elementwise=self.elementwise,
+                    has_hess_diag=self.has_hess_diag, references=self.references,
+                    _analytic_vjp=True)
+
+    # -- sampling ---------------------------------------------------------------------------
+
+    def sample(self, key, dtype=jnp.float32, kind: str = "generic") -> Sample:
+        """Valid arguments: ``kind="generic"`` (random, well inside the domain) or ``"edge"``
+        (zero residuals, saturated logits, probabilities of exactly 0 and 1, kinks...)."""
+        if kind not in ("generic", "edge"):
+            raise ValueError(f"{self.name}.sample: `kind` must be 'generic' or 'edge', got {kind!r}.")
+        return self._sampler(key, jnp.dtype(dtype), kind)
+
+
+def _with_analytic_derivative(loss: Loss, bound, reduction, weights, where):
+    """Evaluate ``loss`` through a custom_jvp whose predictions-tangent is analytic."""
+    inputs = {**bound.arguments, "__weights": weights, "__where": where}
+    names = [k for k, v in inputs.items() if _is_array(v)]
+    static = {k: v for k, v in inputs.items() if k not in names}
+    first = next(iter(loss._signature.parameters))
+
+    def rebuild(arrays):
+        everything = {**static, **dict(zip(names, arrays))}
+        weights_, where_ = everything.pop("__weights"), everything.pop("__where")
+        b = inspect.BoundArguments(loss._signature, everything)
+        return b, weights_, where_
+
+    def value(*arrays):
+        b, w, m = rebuild(arrays)
+        return loss._value(b, reduction, w, m)
+
+    f = jax.custom_jvp(value)
+
+    def tangent_rule(primals, tangents):
+        b, w, m = rebuild(primals)
+        out = loss._value(b, reduction, w, m)
+        tangent_out = jnp.zeros_like(out)
+        for i, (name, t) in enumerate(zip(names, tangents)):
+            if name == first and not isinstance(t, jax.custom_derivatives.SymbolicZero):
+                tangent_out = tangent_out + _analytic_tangent(loss, b, reduction, w, m, t)
+        others = [i for i, (n, t) in enumerate(zip(names, tangents))
+                  if n != first and not isinstance(t, jax.custom_derivatives.SymbolicZero)
+                  and jnp.issubdtype(primals[i].dtype, jnp.inexact)]
+        if others:
+            def of_others(*vals):
+                arrays = list(primals)
+                for i, v in zip(others, vals):
+                    arrays[i] = v
+                return value(*arrays)
+            _, t_other = jax.jvp(of_others, [primals[i] for i in others],
+                                 [tangents[i] for i in others])
+            tangent_out = tangent_out + t_other
+        return out, tangent_out
+
+    f.defjvp(tangent_rule, symbolic_zeros=True)
+    return f(*[inputs[n] for n in names])
+
+
+def _analytic_tangent(loss: Loss, bound, reduction, weights, where, tangent):
+    """sum_k d(value_i)/d(pred_ik) * tangent_ik, reduced like the value: linear in tangent."""
+    terms, w, m, out_dtype = loss._terms(bound, reduction, weights, where)
+    directional = terms.grad() * _upcast(tangent).astype(terms.value.dtype)
+    if terms.class_axis is not None:
+        directional = jnp.sum(directional, axis=terms.class_axis)
+    return _reduce.reduce(directional, reduction, w, m, terms.normalizer).astype(out_dtype)
+
+
+def loss(*, family: str, formula: str, sampler, kinks=(), elementwise: bool,
+         has_hess_diag: Optional[bool] = None, references=()):
+    """Decorator: turn a terms function into a registered :class:`Loss`."""
+    def wrap(terms_fn) -> Loss:
+        obj = Loss(terms_fn, family=family, formula=formula, sampler=sampler, kinks=kinks,
+                   elementwise=elementwise, has_hess_diag=has_hess_diag, references=references)
+        if obj.name in _REGISTRY:
+            raise RuntimeError(f"a loss named {obj.name!r} is already registered")
+        _REGISTRY[obj.name] = obj
+        return obj
+    return wrap
+
+
+def catalog() -> list[Loss]:
+    """Every loss in the catalogue, in the order the families define them."""
+    return list(_REGISTRY.values())
+
+
+def get(name: str) -> Loss:
+    """The catalogue entry called ``name``."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        import difflib
+        close = difflib.get_close_matches(name, _REGISTRY, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise KeyError(f"no loss named {name!r} in the catalogue.{hint} "
+                       f"Known: {', '.join(_REGISTRY)}.") from None

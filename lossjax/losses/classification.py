@@ -1,0 +1,523 @@
+"""Classification losses: binary (elementwise) and multi-class (over a class axis).
+
+Multi-class losses take logits (or log-probabilities) with the classes along ``axis``
+(default -1) and either integer class indices, shaped like the logits without that axis, or,
+where stated, probability targets shaped like the logits. Their elements (what ``weights``
+and ``where`` refer to) are the examples, i.e. the logits' shape without the class axis.
+
+Label values that are out of range (negative other than ``ignore_index``, or >= the number of
+classes) cannot be seen at trace time. They are treated exactly like ``ignore_index``: they
+contribute 0 to the value and the gradient and do not count in the mean's denominator.
+``lj.checked`` turns them into errors.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lossjax import _checks, _sampling
+from lossjax._loss import Kink, Sample, Terms, loss
+
+
+# -- shared pieces ------------------------------------------------------------------------
+
+def _clamped_log(x):
+    """``max(log x, -100)`` (PyTorch's clamp) with a derivative that is 0, not NaN, where the
+    clamp is active. Returns (value, where the log is not clamped)."""
+    positive = x > 0
+    log_x = jnp.log(jnp.where(positive, x, 1.0))
+    inside = positive & (log_x > -100)
+    return jnp.where(inside, log_x, -100.0), inside
+
+
+def _class_weight(name, weight, num_classes, dtype):
+    if weight is None:
+        return None
+    weight = _checks.floating(name, "weight", weight)
+    if weight.shape != (num_classes,):
+        raise ValueError(f"{name}: `weight` must have shape ({num_classes},), one weight per "
+                         f"class, got {tuple(weight.shape)}.")
+    return weight.astype(dtype)
+
+
+def _index_labels(name, predictions_name, predictions, labels, axis, num_classes, ignore_index):
+    """Validate integer labels against the (unmoved) predictions; return (safe labels,
+    valid mask)."""
+    labels = _checks.integer_labels(name, "labels", labels)
+    expected = predictions.shape[:axis] + predictions.shape[axis + 1:]
+    if labels.shape != expected:
+        raise ValueError(
+            f"{name}: integer `labels` must have the shape of `{predictions_name}` without the "
+            f"class axis {axis}, i.e. {tuple(expected)}; got {tuple(labels.shape)}.")
+    valid = (labels != ignore_index) & (labels >= 0) & (labels < num_classes)
+    return jnp.where(valid, labels, 0), valid
+
+
+def _take(x, labels):
+    return jnp.take_along_axis(x, labels[..., None], axis=-1)[..., 0]
+
+
+def _back(x, axis):
+    """Move a last-axis class dimension back to ``axis``."""
+    return jnp.moveaxis(x, -1, axis)
+
+
+def _logits_sampler(*, labels, hyper=None, edge_hyper=None, shape=_sampling.GENERIC_SHAPE):
+    """Sampler over (logits, labels) for multi-class losses.
+
+    labels: "index" (integers, one of them ignored) or "probabilities"; edge samples saturate
+    the logits (+-1e4) with the label on the largest and on the smallest logit.
+    """
+    num_classes = shape[-1]
+
+    def sample(key, dtype, kind):
+        k1, k2, k3 = jax.random.split(key, 3)
+        if kind == "generic":
+            logits = _sampling.normal(k1, shape, dtype, 2.0)
+            target = _sampling.class_labels(k2, shape[:-1], num_classes)
+            if labels == "probabilities":
+                target = jax.nn.softmax(_sampling.normal(k2, shape, jnp.float32)).astype(dtype)
+            else:
+                target = target.at[0].set(-100)
+            return Sample((logits, target), _sampling.hyper(hyper, dtype))
+        s = _sampling.saturating(dtype)
+        logits = jnp.asarray([[s, 0, 0, -s], [s, 0, 0, -s], [0, 0, 0, 0], [s, s, -s, -s],
+                              [-s, 3, 2, 1]], dtype)
+        index = jnp.asarray([0, 3, 2, 1, 0], jnp.int32)
+        target = index
+        if labels == "probabilities":
+            target = jnp.asarray([[1, 0, 0, 0], [0, 0, 0, 1], [0.5, 0.5, 0, 0],
+                                  [0, 0.25, 0.25, 0.5], [0, 0, 0, 1]], dtype)
+        return Sample((logits, target),
+                      _sampling.hyper(edge_hyper if edge_hyper is not None else hyper, dtype))
+    return sample
+
+
+# -- binary ---------------------------------------------------------------------------------
+
+def _bce_sample(key, dtype, kind):
+    k1, k2 = jax.random.split(key)
+    if kind == "generic":
+        p = _sampling.uniform(k1, _sampling.GENERIC_SHAPE, dtype, 0.02, 0.98)
+        t = _sampling.uniform(k2, _sampling.GENERIC_SHAPE, dtype)
+        return Sample((p, t), {})
+    eps = 2.0 ** -10
+    p = [0, 0, 0, 1, 1, 1, 0.5, eps, 1 - eps, eps, 1 - eps]
+    t = [0, 1, 0.5, 0, 1, 0.5, 1, 1, 0, 0, 1]
+    return Sample((jnp.asarray(p, dtype), jnp.asarray(t, dtype)), {})
+
+
+@loss(family="classification", elementwise=True,
+      formula=r"\ell = -\left[y \max(\log p, -100) + (1 - y)\max(\log(1-p), -100)\right]",
+      sampler=_bce_sample,
+      kinks=[Kink("log p == -100 or log(1-p) == -100 (p within e^-100 of 0 or 1, below "
+                  "float32's normal range)", "the clamped term contributes 0",
+                  lambda p, t: (jnp.log(p) == -100) | (jnp.log1p(-p) == -100))])
+def binary_cross_entropy(probabilities, targets):
+    r"""Binary cross-entropy on probabilities (PyTorch binary_cross_entropy).
+
+    Args:
+      probabilities: predicted probabilities in [0, 1]; exactly 0 and 1 are valid.
+      targets: target probabilities in [0, 1] (hard 0/1 or soft), same shape.
+
+    Each log is clamped at -100 like PyTorch, so p = 0 or 1 gives a finite loss (at most 100),
+    and the gradient of the clamped value is exact: :math:`-y/p + (1-y)/(1-p)`, with a term
+    that is 0 where its log is clamped. ``log(1-p)`` is computed as ``log1p(-p)``, accurate for
+    small p. Values outside [0, 1] count as clamped (deterministic, meaningless);
+    ``lj.checked`` rejects them.
+    """
+    t = _checks.floating("binary_cross_entropy", "targets", targets)
+    _checks.same_shape("binary_cross_entropy", "probabilities", probabilities, "targets", t)
+    p, t = probabilities, t.astype(probabilities.dtype)
+    log_p, in_p = _clamped_log(p)
+    q = 1 - p
+    below_one = p < 1
+    log_q = jnp.log1p(-jnp.where(below_one, p, 0.0))
+    in_q = below_one & (log_q > -100)
+    log_q = jnp.where(in_q, log_q, -100.0)
+    safe_p, safe_q = jnp.where(in_p, p, 1.0), jnp.where(in_q, q, 1.0)
+    return Terms(
+        -(t * log_p + (1 - t) * log_q),
+        grad=lambda: -t * in_p / safe_p + (1 - t) * in_q / safe_q,
+        hess=lambda: t * in_p / safe_p ** 2 + (1 - t) * in_q / safe_q ** 2)
+
+
+def _binary_logits_sample(hyper, edge_hyper):
+    def sample(key, dtype, kind):
+        k1, k2 = jax.random.split(key)
+        if kind == "generic":
+            z = _sampling.normal(k1, _sampling.GENERIC_SHAPE, dtype, 3.0)
+            t = jax.random.bernoulli(k2, 0.3, _sampling.GENERIC_SHAPE).astype(dtype)
+            return Sample((z, t), _sampling.hyper(hyper, dtype))
+        s = _sampling.saturating(dtype)
+        z = [s, s, s, -s, -s, -s, 0, 0, 30, -30, 2]
+        t = [1, 0, 0.5, 1, 0, 0.5, 1, 0.5, 0, 1, 0.25]
+        return Sample((jnp.asarray(z, dtype), jnp.asarray(t, dtype)), dict(edge_hyper))
+    return sample
+
+
+@loss(family="classification", elementwise=True,
+      formula=r"\ell = -\left[w_+ y \log\sigma(z) + (1 - y)\log\sigma(-z)\right]",
+      sampler=_binary_logits_sample(
+          {"pos_weight": np.linspace(0.5, 3.0, 5)},
+          {"pos_weight": 2.0}))
+def binary_cross_entropy_with_logits(logits, targets, *, pos_weight=None):
+    r"""Binary cross-entropy on logits (optax sigmoid_binary_cross_entropy; PyTorch
+    binary_cross_entropy_with_logits).
+
+    Args:
+      logits: real scores z; finite for any magnitude (computed with softplus).
+      targets: target probabilities in [0, 1], same shape.
+      pos_weight: weight of the positive term, a scalar or an array broadcastable to the
+        logits (one per class along the last axis, as PyTorch).
+
+    Derivatives: :math:`(1-y)\sigma(z) - w_+ y\,\sigma(-z)` (:math:`\sigma(z) - y` when
+    :math:`w_+ = 1`) and :math:`(w_+ y + 1 - y)\sigma(z)\sigma(-z)`.
+    """
+    name = "binary_cross_entropy_with_logits"
+    t = _checks.floating(name, "targets", targets)
+    _checks.same_shape(name, "logits", logits, "targets", t)
+    z, t = logits, t.astype(logits.dtype)
+    pw = 1.0
+    if pos_weight is not None:
+        pw = jnp.asarray(pos_weight)
+        _checks.broadcastable_to(name, "pos_weight", pw, z.shape, "the logits' shape")
+        pw = pw.astype(z.dtype)
+    value = pw * t * jax.nn.softplus(-z) + (1 - t) * jax.nn.softplus(z)
+    s, s_bar = jax.nn.sigmoid(z), jax.nn.sigmoid(-z)
+    return Terms(value, grad=lambda: (1 - t) * s - pw * t * s_bar,
+                 hess=lambda: (pw * t + 1 - t) * s * s_bar)
+
+
+@loss(family="classification", elementwise=True,
+      formula=r"\ell = -\alpha_y (1 - p_t)^\gamma \log p_t,\ p_t = y\sigma(z) + (1-y)\sigma(-z)",
+      sampler=_binary_logits_sample({"alpha": 0.25, "gamma": 2.0}, {"gamma": 0.5}),
+      references=["Lin, Goyal, Girshick, He, Dollar, Focal Loss for Dense Object Detection, "
+                  "ICCV 2017."])
+def focal_loss(logits, targets, *, alpha=None, gamma=2.0):
+    r"""Binary focal loss on logits (Lin et al. 2017; optax sigmoid_focal_loss).
+
+    :math:`\ell = a_y\,(1-p_t)^\gamma\,\mathrm{BCE}(z, y)` with :math:`a_y = \alpha y +
+    (1-\alpha)(1-y)` when ``alpha`` is given. Soft targets are allowed (as optax); with
+    gamma = 0 and no alpha it is exactly binary cross-entropy with logits.
+
+    The modulating factor is computed in log space,
+    :math:`(1-p_t)^\gamma = \exp(\gamma\,\mathrm{logaddexp}(\log y + \log\sigma(-z),
+    \log(1-y) + \log\sigma(z)))`, so gamma < 1 and saturated logits give a finite value and
+    finite gradients (the direct power has an infinite derivative at :math:`p_t = 1`).
+
+    Args:
+      logits: real scores.
+      targets: labels in [0, 1], same shape.
+      alpha: weight of the positive class in [0, 1], or None for no weighting.
+      gamma: focusing parameter >= 0.
+    """
+    name = "focal_loss"
+    t = _checks.floating(name, "targets", targets)
+    _checks.same_shape(name, "logits", logits, "targets", t)
+    _checks.in_range(name, "gamma", gamma, lo=0)
+    z, t = logits, t.astype(logits.dtype)
+    a = 1.0
+    if alpha is not None:
+        _checks.in_range(name, "alpha", alpha, lo=0, hi=1)
+        a = alpha * t + (1 - alpha) * (1 - t)
+    ls_pos, ls_neg = jax.nn.log_sigmoid(z), jax.nn.log_sigmoid(-z)
+    ce = -(t * ls_pos + (1 - t) * ls_neg)
+    log_one_minus_pt = jnp.logaddexp(jnp.log(t) + ls_neg, jnp.log1p(-t) + ls_pos)
+    factor = jnp.exp(gamma * log_one_minus_pt)
+
+    def pieces():
+        s, s_bar = jnp.exp(ls_pos), jnp.exp(ls_neg)
+        dlog = (1 - 2 * t) * jnp.exp(ls_pos + ls_neg - log_one_minus_pt)   # d log(1-p_t)/dz
+        dfactor = gamma * factor * dlog
+        return s, s_bar, dlog, dfactor
+
+    def grad():
+        s, _, _, dfactor = pieces()
+        return a * (dfactor * ce + factor * (s - t))
+
+    def hess():
+        s, s_bar, dlog, dfactor = pieces()
+        d2factor = gamma * factor * ((gamma - 1) * dlog ** 2 + dlog * (s_bar - s))
+        return a * (d2factor * ce + 2 * dfactor * (s - t) + factor * s * s_bar)
+
+    return Terms(a * factor * ce, grad=grad, hess=hess)
+
+
+def _hinge_sample(key, dtype, kind):
+    k1, k2 = jax.random.split(key)
+    if kind == "generic":
+        return Sample((_sampling.normal(k1, _sampling.GENERIC_SHAPE, dtype, 2.0),
+                       _sampling.signs(k2, _sampling.GENERIC_SHAPE, dtype)), {})
+    b = _sampling.big(dtype)
+    scores = [1, -1, 0, 0, 2, -2, 0.5, b, -b]
+    labels = [1, -1, 1, -1, 1, 1, -1, 1, 1]
+    return Sample((jnp.asarray(scores, dtype), jnp.asarray(labels, dtype)), {})
+
+
+def _margin(name, scores, labels):
+    labels = jnp.asarray(labels)
+    if labels.dtype == jnp.bool_ or not (jnp.issubdtype(labels.dtype, jnp.floating)
+                                         or jnp.issubdtype(labels.dtype, jnp.signedinteger)):
+        raise TypeError(f"{name}: `labels` must be numbers in {{-1, +1}}, got "
+                        f"{_checks.describe(labels)}.")
+    _checks.same_shape(name, "scores", scores, "labels", labels)
+    y = labels.astype(scores.dtype)
+    return y, 1 - y * scores
+
+
+def _on_margin(s, y):
+    return y * s == 1
+
+
+@loss(family="classification", elementwise=True,
+      formula=r"\ell = \max(0,\ 1 - y z),\ y \in \{-1, +1\}",
+      sampler=_hinge_sample,
+      kinks=[Kink("labels * scores == 1", "-labels / 2 (midpoint of -labels and 0)", _on_margin)])
+def hinge(scores, labels):
+    r"""Hinge loss :math:`\max(0, 1 - yz)` (optax hinge_loss).
+
+    Args:
+      scores: real classifier outputs.
+      labels: -1 or +1 (integers or floats), same shape. Other values are used as given in
+        the formula.
+
+    Derivative: :math:`-y` inside the margin, 0 outside.
+    """
+    y, m = _margin("hinge", scores, labels)
+    return Terms(jnp.maximum(0.0, m),
+                 grad=lambda: -y * jnp.where(m > 0, 1.0, jnp.where(m == 0, 0.5, 0.0)),
+                 hess=lambda: jnp.zeros_like(m))
+
+
+@loss(family="classification", elementwise=True,
+      formula=r"\ell = \max(0,\ 1 - y z)^2,\ y \in \{-1, +1\}",
+      sampler=_hinge_sample,
+      kinks=[Kink("labels * scores == 1", "second derivative labels^2 (midpoint of 2 labels^2 "
+                  "and 0); the gradient is continuous", _on_margin, order=2)])
+def squared_hinge(scores, labels):
+    r"""Squared hinge loss :math:`\max(0, 1 - yz)^2`: differentiable, quadratic inside the margin.
+
+    Derivatives: :math:`-2y\max(0, 1 - yz)` and :math:`2y^2` inside the margin.
+    """
+    y, m = _margin("squared_hinge", scores, labels)
+    h = jnp.maximum(0.0, m)
+    return Terms(h * h, grad=lambda: -2 * y * h,
+                 hess=lambda: 2 * y * y * jnp.where(m > 0, 1.0, jnp.where(m == 0, 0.5, 0.0)))
+
+
+# -- multi-class ----------------------------------------------------------------------------
+
+@loss(family="classification", elementwise=False, has_hess_diag=True,
+      formula=r"\ell_n = -\sum_k w_k\, t'_{nk} \log\operatorname{softmax}(z_n)_k,\ t' = (1-\varepsilon)t + \varepsilon/C",
+      sampler=_logits_sampler(
+          labels="index",
+          hyper={"weight": np.asarray([0.5, 1.0, 2.0, 1.5, 0.25]), "label_smoothing": 0.1},
+          edge_hyper={}),
+      references=["PyTorch torch.nn.functional.cross_entropy (weight, ignore_index and "
+                  "label_smoothing semantics)."])
+def cross_entropy(logits, labels, *, axis=-1, weight=None, ignore_index=-100,
+                  label_smoothing=0.0):
+    r"""Softmax cross-entropy on logits, with PyTorch's conventions.
+
+    Args:
+      logits: real scores with the C classes along ``axis``.
+      labels: integer class indices shaped like the logits without ``axis``, or probability
+        targets shaped like the logits.
+      axis: the class axis.
+      weight: optional (C,) class weights. With integer labels the mean is weighted as in
+        PyTorch: :math:`\sum_n \ell_n / \sum_n w_{y_n}` over non-ignored examples; with
+        probability targets the mean divides by the number of examples (also as PyTorch).
+      ignore_index: integer label that contributes nothing (integer labels only).
+      label_smoothing: :math:`\varepsilon \in [0, 1]`, mixes the targets with the uniform
+        distribution.
+
+    Gradient w.r.t. the logits of one example: :math:`S\,p - w \odot t'` with
+    :math:`S = \sum_k w_k t'_k`; Hessian diagonal :math:`S\,p(1 - p)`.
+    """
+    name = "cross_entropy"
+    ax = _checks.class_axis(name, "logits", logits, axis)
+    _checks.in_range(name, "label_smoothing", label_smoothing, lo=0, hi=1)
+    z = jnp.moveaxis(logits, ax, -1)
+    num_classes = z.shape[-1]
+    w = _class_weight(name, weight, num_classes, z.dtype)
+    lp = jax.nn.log_softmax(z, axis=-1)
+    p = lambda: jnp.exp(lp)  # noqa: E731
+    eps = label_smoothing
+    labels_arr = jnp.asarray(labels)
+    if jnp.issubdtype(labels_arr.dtype, jnp.floating):
+        if labels_arr.shape != logits.shape:
+            raise TypeError(
+                f"{name}: `labels` are floating ({_checks.describe(labels_arr)}), so they are "
+                f"read as probability targets, which must have the logits' shape "
+                f"{tuple(logits.shape)}. For class indices pass an integer array.")
+        t = jnp.moveaxis(labels_arr.astype(z.dtype), ax, -1)
+        t = (1 - eps) * t + eps / num_classes
+        wt = t if w is None else w * t
+        total = jnp.sum(wt, axis=-1, keepdims=True)
+        return Terms(-jnp.sum(wt * lp, axis=-1), class_axis=ax,
+                     grad=lambda: _back(total * p() - wt, ax),
+                     hess=lambda: _back(total * p() * (1 - p()), ax))
+    safe, valid = _index_labels(name, "logits", logits, labels_arr, ax, num_classes,
+                                ignore_index)
+    wy = jnp.ones(safe.shape, z.dtype) if w is None else w[safe]
+    wvec = jnp.ones((num_classes,), z.dtype) if w is None else w
+    value = -wy * _take(lp, safe)
+    if not (isinstance(eps, (int, float)) and eps == 0):
+        value = (1 - eps) * value - eps / num_classes * jnp.sum(wvec * lp, axis=-1)
+    wsum = jnp.sum(wvec)
+    coef = ((1 - eps) * wy)[..., None]
+
+    def grad():
+        onehot = jax.nn.one_hot(safe, num_classes, dtype=z.dtype)
+        return _back(coef * (p() - onehot) + eps / num_classes * (wsum * p() - wvec), ax)
+
+    def hess():
+        return _back((coef + eps / num_classes * wsum) * p() * (1 - p()), ax)
+
+    return Terms(value, grad=grad, hess=hess, class_axis=ax, mask=valid,
+                 normalizer=None if w is None else wy)
+
+
+def _nll_sample(key, dtype, kind):
+    args, kwargs = _logits_sampler(labels="index", hyper={})(key, dtype, kind)
+    log_probs = jax.nn.log_softmax(args[0].astype(jnp.float32), axis=-1).astype(dtype)
+    if kind == "generic":
+        kwargs = _sampling.hyper({"weight": np.asarray([0.5, 1.0, 2.0, 1.5, 0.25])}, dtype)
+    return Sample((log_probs, args[1]), kwargs)
+
+
+@loss(family="classification", elementwise=False, has_hess_diag=True,
+      formula=r"\ell_n = -w_{y_n} \log p_{n, y_n}",
+      sampler=_nll_sample)
+def nll(log_probs, labels, *, axis=-1, weight=None, ignore_index=-100):
+    r"""Negative log-likelihood of integer labels under log-probabilities (PyTorch nll_loss).
+
+    Args:
+      log_probs: log-probabilities with the classes along ``axis`` (e.g. from log_softmax).
+      labels: integer class indices shaped like log_probs without ``axis``.
+      weight: optional (C,) class weights; the mean is :math:`\sum_n \ell_n / \sum_n w_{y_n}`.
+      ignore_index: label that contributes nothing.
+
+    Gradient: :math:`-w_{y}` at the label's entry, 0 elsewhere; the loss is linear.
+    """
+    name = "nll"
+    ax = _checks.class_axis(name, "log_probs", log_probs, axis)
+    lp = jnp.moveaxis(log_probs, ax, -1)
+    num_classes = lp.shape[-1]
+    w = _class_weight(name, weight, num_classes, lp.dtype)
+    safe, valid = _index_labels(name, "log_probs", log_probs, labels, ax, num_classes,
+                                ignore_index)
+    wy = jnp.ones(safe.shape, lp.dtype) if w is None else w[safe]
+    return Terms(
+        -wy * _take(lp, safe), class_axis=ax, mask=valid,
+        normalizer=None if w is None else wy,
+        grad=lambda: _back(-wy[..., None] * jax.nn.one_hot(safe, num_classes, dtype=lp.dtype), ax),
+        hess=lambda: jnp.zeros_like(log_probs))
+
+
+def _kl_sample(key, dtype, kind):
+    args, _ = _logits_sampler(labels="probabilities")(key, dtype, kind)
+    log_predictions = jax.nn.log_softmax(args[0].astype(jnp.float32), axis=-1).astype(dtype)
+    return Sample((log_predictions, args[1]), {})
+
+
+@loss(family="classification", elementwise=False, has_hess_diag=True,
+      formula=r"\ell_n = \sum_k t_{nk}(\log t_{nk} - \log q_{nk})",
+      sampler=_kl_sample)
+def kl_divergence(log_predictions, targets, *, axis=-1, log_target=False):
+    r"""Kullback-Leibler divergence KL(targets || predictions) per example (optax
+    kl_divergence; PyTorch kl_div with reduction='batchmean' for the mean).
+
+    Args:
+      log_predictions: log-probabilities q along ``axis``.
+      targets: probabilities t (or log-probabilities if ``log_target``), same shape.
+        Zero targets contribute exactly 0, with finite gradients w.r.t. both arguments
+        (optax's gradient is NaN there): d/dt of t log t, which is -inf at t = 0, is taken
+        as 0 there, a kink in the targets; the loss is smooth in the predictions.
+      axis: the class axis, summed over.
+      log_target: whether ``targets`` holds log-probabilities.
+
+    The elements are the examples: the default mean is the batch mean of the per-example
+    divergence. Gradient w.r.t. log q: :math:`-t`; the loss is linear in log q.
+    """
+    name = "kl_divergence"
+    ax = _checks.class_axis(name, "log_predictions", log_predictions, axis)
+    t = _checks.floating(name, "targets", targets)
+    _checks.same_shape(name, "log_predictions", log_predictions, "targets", t)
+    lq = log_predictions
+    t = t.astype(lq.dtype)
+    if log_target:
+        pt = jnp.exp(t)
+        pointwise = pt * (t - lq)
+    else:
+        pt = t
+        positive = t > 0
+        safe_t = jnp.where(positive, t, 1.0)
+        pointwise = jnp.where(positive, t * (jnp.log(safe_t) - lq), 0.0)
+    return Terms(jnp.sum(pointwise, axis=ax), class_axis=ax, grad=lambda: -pt,
+                 hess=lambda: jnp.zeros_like(lq))
+
+
+@loss(family="classification", elementwise=False, has_hess_diag=False,
+      formula=r"\ell_n = -\alpha_{y_n} (1 - p_{n,y_n})^\gamma \log p_{n,y_n}",
+      sampler=_logits_sampler(
+          labels="index",
+          hyper={"alpha": np.asarray([0.25, 0.5, 0.75, 1.0, 0.5]), "gamma": 2.0},
+          edge_hyper={"gamma": 0.5}),
+      references=["Lin et al., Focal Loss for Dense Object Detection, ICCV 2017."])
+def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, axis=-1, ignore_index=-100):
+    r"""Multi-class focal loss on logits with integer labels.
+
+    :math:`\log(1 - p_y)` is computed exactly as
+    :math:`\operatorname{logsumexp}_{k \ne y} z_k - \operatorname{logsumexp}_k z_k`, so the
+    modulating factor :math:`(1 - p_y)^\gamma = \exp(\gamma\log(1-p_y))` and its gradient stay
+    finite for saturated logits and gamma < 1. gamma = 0 and no alpha give cross-entropy.
+
+    Args:
+      logits: real scores with C >= 2 classes along ``axis``.
+      labels: integer class indices shaped like the logits without ``axis``.
+      alpha: None, a scalar, or (C,) per-class weights.
+      gamma: focusing parameter >= 0.
+      ignore_index: label that contributes nothing. The mean is over non-ignored examples.
+
+    Gradient for one example, with :math:`F = (1-p_y)^\gamma` and :math:`\tilde q` the softmax
+    over the classes other than y (0 at y):
+    :math:`-\alpha_y F\,[\gamma \log p_y (\tilde q - p) + (e_y - p)]`.
+    """
+    name = "softmax_focal_loss"
+    ax = _checks.class_axis(name, "logits", logits, axis)
+    _checks.in_range(name, "gamma", gamma, lo=0)
+    z = jnp.moveaxis(logits, ax, -1)
+    num_classes = z.shape[-1]
+    if num_classes < 2:
+        raise ValueError(f"{name}: needs at least 2 classes along axis {axis}, got "
+                         f"{tuple(logits.shape)}.")
+    safe, valid = _index_labels(name, "logits", logits, labels, ax, num_classes, ignore_index)
+    a = 1.0
+    if alpha is not None:
+        alpha = jnp.asarray(alpha)
+        _checks.in_range(name, "alpha", alpha, lo=0)
+        if alpha.ndim == 1:
+            _class_weight(name, alpha, num_classes, z.dtype)
+            a = alpha.astype(z.dtype)[safe]
+        elif alpha.ndim == 0:
+            a = alpha.astype(z.dtype)
+        else:
+            raise ValueError(f"{name}: `alpha` must be a scalar or have shape ({num_classes},), "
+                             f"got {tuple(alpha.shape)}.")
+    onehot = jax.nn.one_hot(safe, num_classes, dtype=z.dtype)
+    lse = jax.nn.logsumexp(z, axis=-1)
+    others = jnp.where(onehot > 0, -jnp.inf, z)
+    lse_others = jax.nn.logsumexp(others, axis=-1)
+    log_py = _take(z, safe) - lse
+    factor = jnp.exp(gamma * (lse_others - lse))
+
+    def grad():
+        p = jnp.exp(z - lse[..., None])
+        q = jnp.exp(others - lse_others[..., None])
+        inner = gamma * log_py[..., None] * (q - p) + (onehot - p)
+        return _back(-(a * factor)[..., None] * inner, ax)
+
+    return Terms(-a * factor * log_py, grad=grad, class_axis=ax, mask=valid)

@@ -1,0 +1,281 @@
+"""Regression losses: elementwise functions of predictions and targets of the same shape.
+
+Every loss here takes ``(predictions, targets)`` of identical shape (no silent broadcasting)
+plus keyword-only hyperparameters and the reduction keywords ``reduction``, ``weights`` and
+``where`` (see :mod:`lossjax.reduce`). Values and hand-derived derivatives are computed in
+float32 for float16/bfloat16 inputs and returned in the input dtype.
+
+At a kink ``.grad`` returns the midpoint of the one-sided derivatives, the centre of the
+subdifferential (0 for |r| at 0); JAX's own ``maximum`` makes the same choice at ties, so
+autodiff of these definitions agrees with ``.grad`` there too.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from lossjax import _checks, _sampling
+from lossjax._loss import Kink, Sample, Terms, loss
+
+_LOG2 = math.log(2.0)
+
+
+def _residual(name, predictions, targets):
+    targets = _checks.floating(name, "targets", targets)
+    _checks.same_shape(name, "predictions", predictions, "targets", targets)
+    return predictions - targets.astype(predictions.dtype)
+
+
+def _abs(x):
+    # maximum(x, -x) instead of abs: its autodiff derivative at 0 is the midpoint 0
+    # (jax.grad(jnp.abs)(0.) is 1).
+    return jnp.maximum(x, -x)
+
+
+def _residual_sampler(*, residuals_edge, hyper=None, edge_hyper=None):
+    """Sampler over (predictions, targets): normal for generic, exact residuals for edge."""
+    def sample(key, dtype, kind):
+        k1, k2 = jax.random.split(key)
+        if kind == "generic":
+            predictions = _sampling.normal(k1, _sampling.GENERIC_SHAPE, dtype, 2.0)
+            targets = _sampling.normal(k2, _sampling.GENERIC_SHAPE, dtype)
+            return Sample((predictions, targets), _sampling.hyper(hyper, dtype))
+        b = _sampling.big(dtype)
+        residuals = [r if r != "big" else b for r in residuals_edge]
+        residuals = residuals + [-r for r in residuals if r != 0]
+        return Sample(_sampling.residual_edge(k1, dtype, residuals),
+                      _sampling.hyper(edge_hyper or hyper, dtype))
+    return sample
+
+
+_STANDARD_EDGE = [0.0, 2.0 ** -12, 1.0, "big"]
+
+
+def _residual_is_zero(predictions, targets, **_):
+    return predictions == targets
+
+
+@loss(family="regression", elementwise=True,
+      formula=r"\ell = (\hat y - y)^2",
+      sampler=_residual_sampler(residuals_edge=_STANDARD_EDGE))
+def mse(predictions, targets):
+    r"""Squared error :math:`(\hat y - y)^2`; with the default mean reduction, the MSE.
+
+    Args:
+      predictions: floating array of any shape.
+      targets: array of the same shape.
+
+    Derivatives: :math:`2(\hat y - y)`, second derivative 2.
+    """
+    r = _residual("mse", predictions, targets)
+    return Terms(r * r, grad=lambda: 2 * r, hess=lambda: jnp.full_like(r, 2))
+
+
+@loss(family="regression", elementwise=True,
+      formula=r"\ell = |\hat y - y|",
+      sampler=_residual_sampler(residuals_edge=_STANDARD_EDGE),
+      kinks=[Kink("predictions == targets", "0 (midpoint of -1 and +1)", _residual_is_zero)])
+def mae(predictions, targets):
+    r"""Absolute error :math:`|\hat y - y|`; with the mean reduction, the MAE (PyTorch's l1_loss).
+
+    Derivative: :math:`\operatorname{sign}(\hat y - y)`, 0 at a zero residual (a kink).
+    """
+    r = _residual("mae", predictions, targets)
+    return Terms(_abs(r), grad=lambda: jnp.sign(r), hess=lambda: jnp.zeros_like(r))
+
+
+def _half_step(second, r, threshold):
+    """Second derivative of a loss that is quadratic for |r| < threshold and linear beyond:
+    ``second`` inside, 0 outside, the midpoint on the boundary."""
+    a = _abs(r)
+    return jnp.where(a < threshold, second, jnp.where(a == threshold, second / 2, 0.0))
+
+
+@loss(family="regression", elementwise=True,
+      formula=r"\ell = \begin{cases} \tfrac12 r^2 & |r| \le \delta \\ \delta(|r| - \tfrac12\delta) & |r| > \delta \end{cases},\ r = \hat y - y",
+      sampler=_residual_sampler(residuals_edge=[0.0, 0.5, 2.0 ** -12, "big"],
+                                hyper={"delta": 0.5}),
+      kinks=[Kink("|predictions - targets| == delta",
+                  "second derivative 1/2 (midpoint of 1 and 0); the gradient is continuous",
+                  lambda p, t, delta=1.0: _abs(p - t) == delta, order=2)],
+      references=["Huber, Robust Estimation of a Location Parameter, 1964."])
+def huber(predictions, targets, *, delta=1.0):
+    r"""Huber loss: quadratic for :math:`|r| \le \delta`, linear beyond (optax huber_loss, PyTorch
+    huber_loss).
+
+    Args:
+      delta: positive threshold between the quadratic and linear regimes.
+
+    Derivative: :math:`\operatorname{clip}(r, -\delta, \delta)`.
+    """
+    _checks.in_range("huber", "delta", delta, lo=0, lo_open=True)
+    r = _residual("huber", predictions, targets)
+    a = _abs(r)
+    value = jnp.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+    return Terms(value, grad=lambda: jnp.clip(r, -delta, delta),
+                 hess=lambda: _half_step(1.0, r, delta))
+
+
+@loss(family="regression", elementwise=True,
+      formula=r"\ell = \begin{cases} \tfrac{1}{2\beta} r^2 & |r| < \beta \\ |r| - \tfrac12\beta & |r| \ge \beta \end{cases},\ r = \hat y - y",
+      sampler=_residual_sampler(residuals_edge=[0.0, 0.5, 2.0 ** -12, "big"],
+                                hyper={"beta": 0.5}),
+      kinks=[Kink("|predictions - targets| == beta > 0",
+                  "second derivative 1/(2 beta) (midpoint of 1/beta and 0)",
+                  lambda p, t, beta=1.0: (_abs(p - t) == beta) & (beta > 0), order=2),
+             Kink("predictions == targets with beta == 0 (the loss is then |r|)",
+                  "0 (midpoint of -1 and +1)",
+                  lambda p, t, beta=1.0: (p == t) & (beta == 0))],
+      references=["Girshick, Fast R-CNN, ICCV 2015."])
+def smooth_l1(predictions, targets, *, beta=1.0):
+    r"""Smooth L1 loss (PyTorch smooth_l1_loss): Huber divided by beta; beta = 0 gives |r|.
+
+    Args:
+      beta: non-negative width of the quadratic zone.
+
+    Derivative: :math:`\operatorname{clip}(r/\beta, -1, 1)` (sign(r) when beta = 0).
+    """
+    _checks.in_range("smooth_l1", "beta", beta, lo=0)
+    r = _residual("smooth_l1", predictions, targets)
+    a = _abs(r)
+    safe_beta = jnp.where(beta > 0, beta, 1.0)
+    value = jnp.where(a < beta, 0.5 * r * r / safe_beta, a - 0.5 * beta)
+    return Terms(
+        value,
+        grad=lambda: jnp.where(a < beta, r / safe_beta, jnp.sign(r)),
+        hess=lambda: _half_step(1.0 / safe_beta, r, beta) * (beta > 0))
+
+
+@loss(family="regression", elementwise=True,
+      formula=r"\ell = \log\cosh(\hat y - y)",
+      sampler=_residual_sampler(residuals_edge=_STANDARD_EDGE))
+def log_cosh(predictions, targets):
+    r"""Log-cosh loss :math:`\log\cosh r`: about :math:`r^2/2` near 0 and :math:`|r| - \log 2`
+    far out. Computed as :math:`r + \operatorname{softplus}(-2r) - \log 2`, finite for any r
+    and smooth to every order under autodiff (a form through |r| has a wrong autodiff
+    second derivative at 0).
+
+    Derivatives: :math:`\tanh r` and :math:`1 - \tanh^2 r`.
+    """
+    r = _residual("log_cosh", predictions, targets)
+    value = r + jax.nn.softplus(-2 * r) - _LOG2
+    return Terms(value, grad=lambda: jnp.tanh(r), hess=lambda: 1 - jnp.tanh(r) ** 2)
+
+
+@loss(family="regression", elementwise=True,
+      formula=r"\ell = \max(\tau (y - \hat y),\ (\tau - 1)(y - \hat y))",
+      sampler=_residual_sampler(residuals_edge=_STANDARD_EDGE, hyper={"tau": 0.3}),
+      kinks=[Kink("predictions == targets", "1/2 - tau (midpoint of -tau and 1 - tau)",
+                  _residual_is_zero)],
+      references=["Koenker & Bassett, Regression Quantiles, Econometrica 1978."])
+def quantile(predictions, targets, *, tau=0.5):
+    r"""Pinball (quantile) loss; minimised by the tau-quantile of the targets.
+
+    Args:
+      tau: quantile level in (0, 1); tau = 0.5 gives half the absolute error.
+
+    Derivative w.r.t. the prediction: :math:`-\tau` below the target, :math:`1 - \tau` above.
+    """
+    _checks.in_range("quantile", "tau", tau, lo=0, hi=1, lo_open=True, hi_open=True)
+    r = -_residual("quantile", predictions, targets)  # y - y_hat
+    value = jnp.maximum(tau * r, (tau - 1) * r)
+    return Terms(value,
+                 grad=lambda: jnp.where(r > 0, -tau, jnp.where(r < 0, 1 - tau, 0.5 - tau)),
+                 hess=lambda: jnp.zeros_like(r))
+
+
+def _poisson_sample(key, dtype, kind):
+    k1, k2 = jax.random.split(key)
+    if kind == "generic":
+        rates = _sampling.normal(k1, _sampling.GENERIC_SHAPE, dtype)
+        counts = jax.random.poisson(k2, 2.0, _sampling.GENERIC_SHAPE).astype(dtype)
+        return Sample((rates, counts), {})
+    log_rates = jnp.asarray([-40.0, -40.0, 0.0, 0.0, 8.0, 8.0, 3.0], dtype)
+    counts = jnp.asarray([0.0, 3.0, 0.0, 1.0, 0.0, 2000.0, 1.0], dtype)
+    return Sample((log_rates, counts), {"full": True})
+
+
+@loss(family="regression", elementwise=True,
+      formula=r"\ell = e^{\hat y} - y\hat y\ \text{(log input)};\quad \hat y - y\log(\hat y + \epsilon)\ \text{(rate input)}",
+      sampler=_poisson_sample)
+def poisson_nll(predictions, targets, *, log_input=True, full=False, eps=1e-8):
+    r"""Poisson negative log-likelihood (PyTorch poisson_nll_loss).
+
+    Args:
+      predictions: log-rates (``log_input=True``) or rates >= 0 (``log_input=False``).
+      targets: observed counts (non-negative floats), same shape.
+      log_input: whether predictions are log-rates.
+      full: add the Stirling approximation of :math:`\log y!`,
+        :math:`y\log y - y + \tfrac12\log(2\pi y)`, for targets > 1 (as PyTorch).
+      eps: added to rates before the log when ``log_input=False``.
+
+    Derivatives: :math:`e^{\hat y} - y` and :math:`e^{\hat y}` (log input);
+    :math:`1 - y/(\hat y + \epsilon)` and :math:`y/(\hat y + \epsilon)^2` (rates).
+    """
+    _checks.in_range("poisson_nll", "eps", eps, lo=0, lo_open=True)
+    targets = _checks.floating("poisson_nll", "targets", targets)
+    _checks.same_shape("poisson_nll", "predictions", predictions, "targets", targets)
+    y = targets.astype(predictions.dtype)
+    if log_input:
+        rate = jnp.exp(predictions)
+        value = rate - y * predictions
+        grad, hess = (lambda: rate - y), (lambda: rate)
+    else:
+        shifted = predictions + eps
+        value = predictions - y * jnp.log(shifted)
+        grad, hess = (lambda: 1 - y / shifted), (lambda: y / shifted ** 2)
+    if full:
+        safe_y = jnp.where(y > 1, y, 1.0)
+        stirling = safe_y * jnp.log(safe_y) - safe_y + 0.5 * jnp.log(2 * jnp.pi * safe_y)
+        value = value + jnp.where(y > 1, stirling, 0.0)
+    return Terms(value, grad=grad, hess=hess)
+
+
+def _gaussian_sample(key, dtype, kind):
+    k1, k2, k3 = jax.random.split(key, 3)
+    if kind == "generic":
+        shape = _sampling.GENERIC_SHAPE
+        var = _sampling.uniform(k3, shape, dtype, 0.2, 3.0)
+        return Sample((_sampling.normal(k1, shape, dtype, 2.0),
+                       _sampling.normal(k2, shape, dtype), var), {})
+    predictions, targets = _sampling.residual_edge(k1, dtype, [0.0, 1.0, -1.0, 8.0, 0.5, 0.0])
+    var = jnp.asarray([1.0, 0.0, 1e-3, 2.0 ** -20, 4.0, 0.0], dtype)
+    return Sample((predictions, targets, var), {"full": True})
+
+
+@loss(family="regression", elementwise=True,
+      formula=r"\ell = \tfrac12\left(\log\max(\sigma^2,\epsilon) + \frac{(\hat y - y)^2}{\max(\sigma^2,\epsilon)}\right) [+\tfrac12\log 2\pi]",
+      sampler=_gaussian_sample)
+def gaussian_nll(predictions, targets, var, *, full=False, eps=1e-6):
+    r"""Gaussian negative log-likelihood with predicted variance (PyTorch gaussian_nll_loss).
+
+    Args:
+      predictions: predicted means.
+      targets: observations, same shape.
+      var: predicted variances: the same shape as predictions, the same shape with a last
+        dimension of 1 (one variance shared over the last axis), or a scalar. Values below
+        ``eps`` (including negative ones) are clamped to ``eps``, so the loss stays finite;
+        ``lj.checked`` rejects negative variances.
+        The clamp is a kink in ``var`` (autodiff w.r.t. var gives half the slope at exactly
+        ``eps``); the loss is smooth in the predictions.
+      full: add the constant :math:`\tfrac12\log 2\pi`.
+      eps: the variance clamp, > 0.
+
+    Derivatives w.r.t. the mean: :math:`(\hat y - y)/\sigma^2` and :math:`1/\sigma^2`.
+    """
+    _checks.in_range("gaussian_nll", "eps", eps, lo=0, lo_open=True)
+    r = _residual("gaussian_nll", predictions, targets)
+    var = _checks.floating("gaussian_nll", "var", var)
+    ok = var.shape == r.shape or var.ndim == 0 or (
+        var.ndim == r.ndim and var.shape[:-1] == r.shape[:-1] and var.shape[-1] == 1)
+    if not ok:
+        raise ValueError(
+            f"gaussian_nll: `var` has shape {tuple(var.shape)}; expected the predictions' shape "
+            f"{tuple(r.shape)}, that shape with a last dimension of 1, or a scalar.")
+    v = jnp.maximum(var.astype(r.dtype), eps)
+    value = 0.5 * (jnp.log(v) + r * r / v)
+    if full:
+        value = value + 0.5 * math.log(2 * math.pi)
+    return Terms(value, grad=lambda: r / v, hess=lambda: jnp.broadcast_to(1 / v, r.shape))
