@@ -157,11 +157,13 @@ def log_cosh(predictions, targets):
     and smooth to every order under autodiff (a form through |r| has a wrong autodiff
     second derivative at 0).
 
-    Derivatives: :math:`\tanh r` and :math:`1 - \tanh^2 r`.
+    Derivatives: :math:`\tanh r` and :math:`\operatorname{sech}^2 r` (computed as
+    :math:`1/\cosh^2 r`, which keeps full relative precision where :math:`1 - \tanh^2 r`
+    cancels).
     """
     r = _residual("log_cosh", predictions, targets)
     value = r + jax.nn.softplus(-2 * r) - _LOG2
-    return Terms(value, grad=lambda: jnp.tanh(r), hess=lambda: 1 - jnp.tanh(r) ** 2)
+    return Terms(value, grad=lambda: jnp.tanh(r), hess=lambda: 1 / jnp.cosh(r) ** 2)
 
 
 @loss(family="regression", elementwise=True,

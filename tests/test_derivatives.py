@@ -1,0 +1,193 @@
+"""Hand-derived derivatives against JAX autodiff, for every catalogue entry.
+
+Away from kinks .grad must equal jax.grad (float64: rtol 1e-10); on a declared kink it must
+equal the midpoint of the one-sided autodiff derivatives (what .kinks promises).
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lossjax as lj
+from conftest import NAMES, sample
+
+KINDS = ["generic", "edge"]
+
+
+def kinked(loss, args, kwargs, order):
+    mask = np.zeros(np.shape(args[0]), bool)
+    for kink in loss.kinks:
+        if kink.order == order:
+            mask |= np.asarray(kink.locate(*args, **kwargs))
+    return mask
+
+
+def assert_matches(analytic, autodiff, rtol, atol_scale):
+    analytic, autodiff = np.asarray(analytic, np.float64), np.asarray(autodiff, np.float64)
+    assert np.all(np.isfinite(analytic)), analytic
+    atol = atol_scale * max(1.0, np.max(np.abs(autodiff), initial=0))
+    np.testing.assert_allclose(analytic, autodiff, rtol=rtol, atol=atol)
+
+
+def midpoint(fn, p, h):
+    return (np.asarray(fn(p + h)) + np.asarray(fn(p - h))) / 2
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", NAMES)
+def test_grad_matches_autodiff_float64(name, kind):
+    loss = lj.get(name)
+    args, kwargs = sample(loss, kind)
+    p, rest = args[0], args[1:]
+    g = jax.grad(lambda q: loss(q, *rest, **kwargs))
+    analytic, auto = np.asarray(loss.grad(*args, **kwargs)), np.asarray(g(p))
+    kinks = kinked(loss, args, kwargs, 1)
+    assert_matches(analytic[~kinks], auto[~kinks], 1e-10, 1e-14)
+    if kinks.any():
+        one_sided = midpoint(g, p, 1e-7)
+        assert_matches(analytic[kinks], one_sided[kinks], 1e-5, 1e-7)
+
+
+def test_kinks_are_sampled():
+    """Every declared kink is exercised by the edge sample, so the test above checks it."""
+    for loss in lj.catalog():
+        args, kwargs = sample(loss, "edge")
+        for kink in loss.kinks:
+            if "below float32" in kink.where:   # BCE's clamp at e^-100: unreachable in float32
+                continue
+            if "beta == 0" in kink.where:       # covered by test_smooth_l1_beta_zero_kink
+                continue
+            assert np.any(kink.locate(*args, **kwargs)), (loss.name, kink.where)
+
+
+def test_smooth_l1_beta_zero_kink():
+    p, t = sample(lj.smooth_l1, "edge").args
+    g = jax.grad(lambda q: lj.smooth_l1(q, t, beta=0.0, reduction="sum"))
+    kinks = kinked(lj.smooth_l1, (p, t), {"beta": 0.0}, 1)
+    assert kinks.any()
+    analytic = np.asarray(lj.smooth_l1.grad(p, t, beta=0.0, reduction="sum"))
+    assert_matches(analytic[kinks], midpoint(g, p, 1e-7)[kinks], 1e-5, 1e-7)
+    assert_matches(analytic[~kinks], np.asarray(g(p))[~kinks], 1e-12, 1e-14)
+    np.testing.assert_array_equal(analytic, np.sign(np.asarray(p - t)))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", [n for n in NAMES if lj.get(n).has_hess_diag])
+def test_hess_diag_matches_autodiff_hessian(name, kind):
+    loss = lj.get(name)
+    args, kwargs = sample(loss, kind)
+    p, rest = args[0], args[1:]
+    n = p.size
+
+    def diag(q):
+        h = jax.hessian(lambda x: loss(x, *rest, **kwargs))(q)
+        return jnp.diagonal(h.reshape(n, n)).reshape(p.shape)
+
+    analytic, auto = np.asarray(loss.hess_diag(*args, **kwargs)), np.asarray(diag(p))
+    kinks = kinked(loss, args, kwargs, 1) | kinked(loss, args, kwargs, 2)
+    assert_matches(analytic[~kinks], auto[~kinks], 1e-9, 1e-13)
+    if kinks.any():
+        assert_matches(analytic[kinks], midpoint(diag, p, 1e-7)[kinks], 1e-5, 1e-7)
+
+
+def test_softmax_focal_has_no_hess_diag():
+    args, kwargs = sample(lj.softmax_focal_loss)
+    with pytest.raises(NotImplementedError, match="jax.hessian"):
+        lj.softmax_focal_loss.hess_diag(*args, **kwargs)
+
+
+def reduction_variants(loss, args):
+    shape = loss(*args, reduction="none").shape
+    key = jax.random.PRNGKey(7)
+    w = jax.random.uniform(key, shape, jnp.float64, 0.1, 2.0)
+    m = jax.random.bernoulli(key, 0.6, shape)
+    return [dict(reduction="sum"), dict(reduction="mean", weights=w),
+            dict(reduction="mean", where=m), dict(reduction="sum", weights=w, where=m),
+            dict(reduction="mean", where=jnp.zeros(shape, bool))]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_grad_under_reductions_weights_and_masks(name):
+    loss = lj.get(name)
+    args, kwargs = sample(loss)
+    p, rest = args[0], args[1:]
+    for red in reduction_variants(loss, args):
+        auto = jax.grad(lambda q: loss(q, *rest, **kwargs, **red))(p)
+        assert_matches(loss.grad(*args, **kwargs, **red), auto, 1e-10, 1e-14)
+    # reduction="none": .grad is the gradient of the sum of the elements.
+    auto = jax.grad(lambda q: jnp.sum(loss(q, *rest, reduction="none", **kwargs)))(p)
+    assert_matches(loss.grad(*args, reduction="none", **kwargs), auto, 1e-10, 1e-14)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_grad_float32_close_to_float64_autodiff(name):
+    loss = lj.get(name)
+    args32, kwargs32 = sample(loss, "generic", jnp.float32)
+    args64 = jax.tree_util.tree_map(
+        lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, args32)
+    kwargs64 = {k: (v.astype(jnp.float64) if hasattr(v, "dtype") else v)
+                for k, v in kwargs32.items()}
+    g32 = loss.grad(*args32, **kwargs32)
+    assert g32.dtype == jnp.float32
+    auto64 = jax.grad(lambda q: loss(q, *args64[1:], **kwargs64))(args64[0])
+    assert_matches(g32, auto64, 1e-4, 1e-6)
+
+
+# -- with_analytic_vjp -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_with_analytic_vjp_equals_autodiff(name):
+    loss = lj.get(name)
+    analytic = loss.with_analytic_vjp()
+    args, kwargs = sample(loss)
+    p, rest = args[0], args[1:]
+    np.testing.assert_allclose(analytic(*args, **kwargs), loss(*args, **kwargs), rtol=1e-15)
+    g = jax.jit(jax.grad(lambda q: analytic(q, *rest, **kwargs)))(p)
+    assert_matches(g, jax.grad(lambda q: loss(q, *rest, **kwargs))(p), 1e-10, 1e-14)
+    # reduction="none" under an arbitrary cotangent
+    out, vjp = jax.vjp(lambda q: analytic(q, *rest, reduction="none", **kwargs), p)
+    cot = jax.random.normal(jax.random.PRNGKey(3), out.shape, out.dtype)
+    _, vjp_auto = jax.vjp(lambda q: loss(q, *rest, reduction="none", **kwargs), p)
+    assert_matches(vjp(cot)[0], vjp_auto(cot)[0], 1e-10, 1e-14)
+    # forward mode still works
+    t = jnp.ones_like(p)
+    np.testing.assert_allclose(
+        jax.jvp(lambda q: analytic(q, *rest, **kwargs), (p,), (t,))[1],
+        jax.jvp(lambda q: loss(q, *rest, **kwargs), (p,), (t,))[1], rtol=1e-10, atol=1e-14)
+
+
+def test_with_analytic_vjp_differentiates_other_arguments_by_autodiff():
+    args, _ = sample(lj.gaussian_nll)
+    p, t, v = args
+    analytic = lj.gaussian_nll.with_analytic_vjp()
+    w = jnp.linspace(0.5, 1.5, p.size).reshape(p.shape)
+    for argnums in [(0, 1, 2), (1,), (2,)]:
+        got = jax.grad(lambda *a: analytic(*a, weights=w), argnums)(p, t, v)
+        want = jax.grad(lambda *a: lj.gaussian_nll(*a, weights=w), argnums)(p, t, v)
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-12)
+    gw = jax.grad(lambda w_: analytic(p, t, v, weights=w_))(w)
+    np.testing.assert_allclose(gw, jax.grad(lambda w_: lj.gaussian_nll(p, t, v, weights=w_))(w),
+                               rtol=1e-12)
+
+
+def test_with_analytic_vjp_uses_the_hand_derived_gradient():
+    """A deliberately wrong .grad shows up in jax.grad of with_analytic_vjp(), and only there."""
+    def wrong_square(predictions, targets):
+        r = predictions - targets
+        return lj.Terms(r * r, grad=lambda: 3 * r)        # should be 2 r
+
+    wrong = lj.Loss(wrong_square, family="test", formula="r^2", sampler=None, elementwise=True)
+    p = jnp.asarray([1.0, -2.0, 0.5])
+    t = jnp.zeros(3)
+    np.testing.assert_allclose(jax.grad(wrong)(p, t), 2 * p / 3)
+    np.testing.assert_allclose(jax.grad(wrong.with_analytic_vjp())(p, t), 3 * p / 3)
+    assert "wrong_square" not in [loss.name for loss in lj.catalog()]
+
+
+def test_hessian_of_with_analytic_vjp():
+    p, t = sample(lj.log_cosh).args
+    h = jax.hessian(lambda q: lj.log_cosh.with_analytic_vjp()(q, t, reduction="sum"))(p)
+    n = p.size
+    np.testing.assert_allclose(jnp.diagonal(h.reshape(n, n)).reshape(p.shape),
+                               lj.log_cosh.hess_diag(p, t, reduction="sum"), rtol=1e-12)
