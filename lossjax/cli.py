@@ -15,7 +15,8 @@ def _catalog(args) -> int:
         print("|---|---|---|---|")
         for loss in lj.catalog():
             kinks = "; ".join(f"{k.where}: {k.subgradient}" for k in loss.kinks) or "none"
-            print(f"| `{loss.name}` | {loss.family} | ${loss.formula}$ | {kinks} |")
+            cells = [f"`{loss.name}`", loss.family, f"${loss.formula}$", kinks]
+            print("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         return 0
     for loss in lj.catalog():
         print(f"{loss.name:34s} {loss.family:15s} {loss.formula}")

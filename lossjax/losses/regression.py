@@ -74,7 +74,7 @@ def mse(predictions, targets):
 
 
 @loss(family="regression", elementwise=True,
-      formula=r"\ell = |\hat y - y|",
+      formula=r"\ell = \lvert \hat y - y\rvert",
       sampler=_residual_sampler(residuals_edge=_STANDARD_EDGE),
       kinks=[Kink("predictions == targets", "0 (midpoint of -1 and +1)", _residual_is_zero)])
 def mae(predictions, targets):
@@ -94,10 +94,10 @@ def _half_step(second, r, threshold):
 
 
 @loss(family="regression", elementwise=True,
-      formula=r"\ell = \begin{cases} \tfrac12 r^2 & |r| \le \delta \\ \delta(|r| - \tfrac12\delta) & |r| > \delta \end{cases},\ r = \hat y - y",
+      formula=r"\ell = \begin{cases} \tfrac12 r^2 & \lvert r\rvert \le \delta \\ \delta(\lvert r\rvert - \tfrac12\delta) & \lvert r\rvert > \delta \end{cases},\ r = \hat y - y",
       sampler=_residual_sampler(residuals_edge=[0.0, 0.5, 2.0 ** -12, "big"],
                                 hyper={"delta": 0.5}),
-      kinks=[Kink("|predictions - targets| == delta",
+      kinks=[Kink("abs(predictions - targets) == delta",
                   "second derivative 1/2 (midpoint of 1 and 0); the gradient is continuous",
                   lambda p, t, delta=1.0: _abs(p - t) == delta, order=2)],
       references=["Huber, Robust Estimation of a Location Parameter, 1964."])
@@ -119,10 +119,10 @@ def huber(predictions, targets, *, delta=1.0):
 
 
 @loss(family="regression", elementwise=True,
-      formula=r"\ell = \begin{cases} \tfrac{1}{2\beta} r^2 & |r| < \beta \\ |r| - \tfrac12\beta & |r| \ge \beta \end{cases},\ r = \hat y - y",
+      formula=r"\ell = \begin{cases} \tfrac{1}{2\beta} r^2 & \lvert r\rvert < \beta \\ \lvert r\rvert - \tfrac12\beta & \lvert r\rvert \ge \beta \end{cases},\ r = \hat y - y",
       sampler=_residual_sampler(residuals_edge=[0.0, 0.5, 2.0 ** -12, "big"],
                                 hyper={"beta": 0.5}),
-      kinks=[Kink("|predictions - targets| == beta > 0",
+      kinks=[Kink("abs(predictions - targets) == beta > 0",
                   "second derivative 1/(2 beta) (midpoint of 1/beta and 0)",
                   lambda p, t, beta=1.0: (_abs(p - t) == beta) & (beta > 0), order=2),
              Kink("predictions == targets with beta == 0 (the loss is then |r|)",
@@ -242,8 +242,13 @@ def _gaussian_sample(key, dtype, kind):
         var = _sampling.uniform(k3, shape, dtype, 0.2, 3.0)
         return Sample((_sampling.normal(k1, shape, dtype, 2.0),
                        _sampling.normal(k2, shape, dtype), var), {})
-    predictions, targets = _sampling.residual_edge(k1, dtype, [0.0, 1.0, -1.0, 8.0, 0.5, 0.0])
-    var = jnp.asarray([1.0, 0.0, 1e-3, 2.0 ** -20, 4.0, 0.0], dtype)
+    # Variances at and below the clamp; in half precision the residuals there are kept small
+    # enough that r^2 / var still fits the dtype.
+    half = jnp.finfo(dtype).bits < 32
+    tiny, r_at_zero_var = (2.0 ** -10, 0.0) if half else (2.0 ** -20, 0.25)
+    predictions, targets = _sampling.residual_edge(
+        k1, dtype, [0.0, 1.0, -1.0, 8.0, 0.5, r_at_zero_var])
+    var = jnp.asarray([0.0, 4.0, 1e-3, 2.0, tiny, 0.0], dtype)
     return Sample((predictions, targets, var), {"full": True})
 
 

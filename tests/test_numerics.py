@@ -1,0 +1,121 @@
+"""Extreme but valid input gives finite, correct answers; half precision works."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lossjax as lj
+from conftest import NAMES, sample
+
+HALF = [jnp.float16, jnp.bfloat16]
+
+
+def finite(x):
+    return bool(np.all(np.isfinite(np.asarray(x, np.float64))))
+
+
+def values_and_grads(loss, args, kwargs):
+    p, rest = args[0], args[1:]
+    value = loss(*args, **kwargs)
+    auto = jax.grad(lambda q: loss(q, *rest, **kwargs))(p)
+    return value, auto, loss.grad(*args, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["binary_cross_entropy_with_logits", "focal_loss", "hinge",
+                                  "squared_hinge", "cross_entropy", "softmax_focal_loss"])
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_logits_of_magnitude_1e4_float32(name, gamma):
+    loss = lj.get(name)
+    key = jax.random.PRNGKey(1)
+    z = jnp.asarray([[1e4, -1e4, 0.0, 1e4], [-1e4, -1e4, 1e4, 3.0], [1e4, 1e4, 1e4, 1e4]],
+                    jnp.float32)
+    kwargs = {"gamma": gamma} if "focal" in name else {}
+    if name in ("cross_entropy", "softmax_focal_loss"):
+        labels = jnp.asarray([1, 0, 2])       # confidently wrong, wrong, tied
+    elif name in ("hinge", "squared_hinge"):
+        labels = jnp.where(jax.random.bernoulli(key, 0.5, z.shape), 1.0, -1.0).astype(jnp.float32)
+    else:
+        labels = jnp.asarray(jax.random.bernoulli(key, 0.5, z.shape), jnp.float32)
+    for value in values_and_grads(loss, (z, labels), kwargs):
+        assert finite(value), (name, value)
+
+
+def test_confident_wrong_cross_entropy_is_large_and_exact():
+    z = jnp.asarray([[1e4, -1e4]], jnp.float32)
+    np.testing.assert_allclose(lj.cross_entropy(z, jnp.asarray([1])), 2e4, rtol=1e-6)
+    np.testing.assert_allclose(lj.cross_entropy.grad(z, jnp.asarray([1])), [[1.0, -1.0]])
+    np.testing.assert_allclose(lj.binary_cross_entropy_with_logits(z, jnp.asarray([[0.0, 1.0]],
+                                                                                  jnp.float32)),
+                               1e4, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64] + HALF)
+def test_probabilities_of_exactly_zero_and_one(dtype):
+    p = jnp.asarray([0.0, 0.0, 1.0, 1.0, 0.0, 1.0], dtype)
+    t = jnp.asarray([0.0, 1.0, 0.0, 1.0, 0.5, 0.5], dtype)
+    per = lj.binary_cross_entropy(p, t, reduction="none")
+    np.testing.assert_allclose(np.asarray(per, np.float64), [0, 100, 100, 0, 50, 50])
+    value, auto, analytic = values_and_grads(lj.binary_cross_entropy, (p, t), {})
+    assert finite(value) and finite(auto) and finite(analytic)
+    # d/dp of the clamped loss: the clamped log contributes 0, the other term its derivative.
+    rtol = 1e-2 if dtype in HALF else 1e-7     # 1/6 itself is rounded to the dtype
+    np.testing.assert_allclose(np.asarray(analytic, np.float64) * 6, [1, 0, 0, -1, 0.5, -0.5],
+                               rtol=rtol)
+    np.testing.assert_allclose(np.asarray(auto, np.float64), np.asarray(analytic, np.float64))
+
+
+@pytest.mark.parametrize("name", ["mse", "mae", "huber", "smooth_l1", "log_cosh", "quantile"])
+def test_zero_residuals(name):
+    loss = lj.get(name)
+    p = jnp.asarray([0.0, 1.5, -2.0], jnp.float32)
+    value, auto, analytic = values_and_grads(loss, (p, p), {})
+    assert value == 0 or name == "quantile"
+    assert finite(auto) and finite(analytic)
+    if name != "quantile":
+        assert np.all(np.asarray(analytic) == 0) and np.all(np.asarray(auto) == 0)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("kind", ["generic", "edge"])
+@pytest.mark.parametrize("name", NAMES)
+def test_half_precision_is_finite_accurate_and_keeps_dtype(name, kind, dtype):
+    loss = lj.get(name)
+    args, kwargs = sample(loss, kind, dtype)
+    value, auto, analytic = values_and_grads(loss, args, kwargs)
+    assert value.dtype == dtype and analytic.dtype == dtype and auto.dtype == dtype
+    assert finite(value) and finite(auto) and finite(analytic), (value, auto, analytic)
+    # The same (already rounded) inputs in float64: the only extra error is the final rounding.
+    up = jax.tree_util.tree_map(
+        lambda a: a.astype(jnp.float64)
+        if hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.floating) else a, (args, kwargs))
+    ref_value = lj.get(name)(*up[0], **up[1])
+    ref_grad = loss.grad(*up[0], **up[1])
+    rtol = 1e-2 if dtype == jnp.bfloat16 else 2e-3
+    np.testing.assert_allclose(np.asarray(value, np.float64), ref_value, rtol=rtol, atol=1e-6)
+    scale = max(1.0, float(jnp.max(jnp.abs(ref_grad))))
+    np.testing.assert_allclose(np.asarray(analytic, np.float64), ref_grad, rtol=rtol,
+                               atol=rtol * scale)
+
+
+def test_no_nan_gradient_through_where():
+    # KL w.r.t. zero targets; smooth_l1 with beta = 0; focal with gamma < 1 at saturation.
+    lq = jax.nn.log_softmax(jnp.asarray([[1.0, 2.0, 3.0]]))
+    t = jnp.asarray([[0.0, 0.0, 1.0]])
+    assert finite(jax.grad(lj.kl_divergence, argnums=(0, 1))(lq, t))
+    p = jnp.asarray([0.0, 1.0])
+    assert finite(jax.grad(lambda q: lj.smooth_l1(q, jnp.zeros(2), beta=0.0))(p))
+    assert finite(jax.grad(lambda b: lj.smooth_l1(p, jnp.zeros(2), beta=b))(0.0))
+    z = jnp.asarray([3e4, -3e4], jnp.float32)
+    for gamma in (0.25, 0.5):
+        assert finite(jax.hessian(lambda q: lj.focal_loss(q, jnp.asarray([1.0, 0.0]),
+                                                          gamma=gamma))(z))
+
+
+def test_traced_hyperparameters_under_vmap():
+    z, t = sample(lj.focal_loss).args
+    gammas = jnp.asarray([0.0, 0.5, 1.0, 2.0, 5.0])
+    swept = jax.vmap(lambda g: lj.focal_loss(z, t, gamma=g))(gammas)
+    looped = [lj.focal_loss(z, t, gamma=float(g)) for g in gammas]
+    np.testing.assert_allclose(swept, looped, rtol=1e-12)
+    g_swept = jax.vmap(lambda g: lj.focal_loss.grad(z, t, gamma=g))(gammas)
+    np.testing.assert_allclose(g_swept[3], lj.focal_loss.grad(z, t, gamma=2.0), rtol=1e-12)
