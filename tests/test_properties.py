@@ -1,0 +1,51 @@
+"""Property tests (hypothesis): invariants over the stated input domains."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
+
+import lossjax as lj
+
+SETTINGS = settings(max_examples=40, deadline=None)
+REGRESSION = ["mse", "mae", "huber", "smooth_l1", "log_cosh", "quantile"]
+reals = st.floats(-1e4, 1e4, allow_nan=False, width=32)
+vectors = hnp.arrays(np.float32, st.integers(1, 8), elements=reals)
+
+
+@SETTINGS
+@given(vectors, st.sampled_from(REGRESSION), st.integers(0, 2 ** 16))
+def test_regression_nonnegative_zero_at_perfect_prediction_finite(p, name, seed):
+    loss = lj.get(name)
+    y = np.asarray(jax.random.normal(jax.random.PRNGKey(seed), p.shape), np.float32)
+    value = loss(jnp.asarray(p), jnp.asarray(y), reduction="none")
+    assert np.all(np.asarray(value) >= 0)
+    assert np.all(np.asarray(loss(jnp.asarray(p), jnp.asarray(p), reduction="none")) == 0)
+    g = loss.grad(jnp.asarray(p), jnp.asarray(y))
+    assert np.all(np.isfinite(np.asarray(g)))
+
+
+@SETTINGS
+@given(hnp.arrays(np.float32, st.tuples(st.integers(1, 4), st.integers(2, 5)), elements=reals),
+       st.integers(0, 2 ** 16), st.floats(0.0, 3.0))
+def test_multiclass_nonnegative_and_finite(z, seed, gamma):
+    labels = jax.random.randint(jax.random.PRNGKey(seed), z.shape[:1], 0, z.shape[1])
+    z = jnp.asarray(z)
+    for loss, kw in ((lj.cross_entropy, {}), (lj.softmax_focal_loss, {"gamma": gamma})):
+        value = loss(z, labels, reduction="none", **kw)
+        assert np.all(np.asarray(value) >= 0)
+        assert np.all(np.isfinite(np.asarray(loss.grad(z, labels, **kw))))
+        assert np.all(np.isfinite(np.asarray(jax.grad(lambda q: loss(q, labels, **kw))(z))))
+
+
+@SETTINGS
+@given(hnp.arrays(np.float32, st.integers(1, 8), elements=reals), st.integers(0, 2 ** 16),
+       st.floats(0.0, 3.0))
+def test_binary_logit_losses_nonnegative_and_finite(z, seed, gamma):
+    t = jax.random.bernoulli(jax.random.PRNGKey(seed), 0.5, z.shape).astype(jnp.float32)
+    z = jnp.asarray(z)
+    for loss, kw in ((lj.binary_cross_entropy_with_logits, {}), (lj.focal_loss, {"gamma": gamma}),
+                     (lj.hinge, {}), (lj.squared_hinge, {})):
+        y = 2 * t - 1 if "hinge" in loss.name else t
+        assert np.all(np.asarray(loss(z, y, reduction="none", **kw)) >= 0)
+        assert np.all(np.isfinite(np.asarray(loss.grad(z, y, **kw))))
