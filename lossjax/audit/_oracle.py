@@ -1,0 +1,245 @@
+"""Numerical oracles: complex step and Richardson-extrapolated finite differences, in float64.
+
+All perturbed evaluations are batched: one jitted, vmapped call evaluates the function at
+``x ± h d`` for a chunk of directions ``d`` (unit vectors in exhaustive mode, random probes
+otherwise). Nothing loops over elements in Python; only chunks of directions do, to bound
+memory.
+
+From the same seven evaluations per direction (``f(x)`` and ``x ± h, ± h/2, ± h/4``) come:
+the central difference extrapolated twice (error O(h^6)) with an error estimate, the
+one-sided derivatives extrapolated twice (O(h^3)) used to detect kinks, and the second
+directional derivative (for Hessian diagonals).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+EPS64 = float(np.finfo(np.float64).eps)
+BASE_STEP = 2.0 ** -8          # times max(1, log1p|x_i|); refined where the estimate is poor
+REFINE = 2.0 ** -6             # each refinement level divides the step by 64
+COMPLEX_STEP = 1e-20
+_MULTIPLIERS = (1.0, 0.5, 0.25, -0.25, -0.5, -1.0)
+
+
+def x64():
+    """Context in which float64 exists, whatever the user's global setting."""
+    enable = getattr(jax, "enable_x64", None)
+    if enable is not None:
+        return enable(True)
+    try:  # older JAX
+        from jax.experimental import enable_x64
+        return enable_x64()
+    except ImportError:  # pragma: no cover
+        return contextlib.nullcontext()
+
+
+@dataclasses.dataclass
+class Estimates:
+    """Per-direction derivative estimates; arrays of shape (directions, outputs)."""
+    value: np.ndarray          # best first-derivative estimate
+    error: np.ndarray          # its estimated absolute error
+    left: np.ndarray           # one-sided (backward) derivative, extrapolated
+    right: np.ndarray          # one-sided (forward) derivative, extrapolated
+    left_raw: np.ndarray       # first-order backward difference at the smallest step
+    right_raw: np.ndarray
+    side_error: np.ndarray     # error estimate of left/right
+    second: np.ndarray         # second directional derivative
+    second_error: np.ndarray
+    second_left: np.ndarray    # one-sided second differences (first order)
+    second_right: np.ndarray
+    second_jump: np.ndarray    # their gap does not shrink with the step: a jump in f''
+    step: np.ndarray           # base step used, per direction
+
+
+def _richardson(values, f0, h):
+    """Estimates from f at x + m h d for m in _MULTIPLIERS; values (..., 6, m), h (..., 1)."""
+    F = [values[..., k, :] for k in range(6)]
+    scale = jnp.max(jnp.abs(values), axis=-2) + jnp.abs(f0)
+    rounding = 8 * EPS64 * scale
+    d1, d2, d3 = (F[0] - F[5]) / (2 * h), (F[1] - F[4]) / h, (F[2] - F[3]) / (h / 2)
+    r1a, r1b = (4 * d2 - d1) / 3, (4 * d3 - d2) / 3
+    central = (16 * r1b - r1a) / 15
+    central_err = jnp.abs(central - r1b) + rounding / h * 4
+
+    def one_sided(G0, G1, G2, sign):
+        p1, p2, p3 = sign * (G0 - f0) / h, sign * (G1 - f0) / (h / 2), sign * (G2 - f0) / (h / 4)
+        q1a, q1b = 2 * p2 - p1, 2 * p3 - p2
+        q2 = (4 * q1b - q1a) / 3
+        return q2, jnp.abs(q2 - q1b), p3
+
+    right, right_err, right_raw = one_sided(F[0], F[1], F[2], 1.0)
+    left, left_err, left_raw = one_sided(F[5], F[4], F[3], -1.0)
+    side_err = right_err + left_err + rounding / h * 16
+
+    s1 = (F[0] - 2 * f0 + F[5]) / h ** 2
+    s2 = (F[1] - 2 * f0 + F[4]) / (h / 2) ** 2
+    s3 = (F[2] - 2 * f0 + F[3]) / (h / 4) ** 2
+    t1a, t1b = (4 * s2 - s1) / 3, (4 * s3 - s2) / 3
+    second = (16 * t1b - t1a) / 15
+    second_err = jnp.abs(second - t1b) + rounding / h ** 2 * 64
+
+    # One-sided second differences over [x, x + h/2] and [x, x + h]: for a smooth f their
+    # left/right gap halves with the step; across a jump in f'' it stays.
+    def sided(G_quarter, G_half, G_full):
+        small = (G_half - 2 * G_quarter + f0) / (h / 4) ** 2
+        big = (G_full - 2 * G_half + f0) / (h / 2) ** 2
+        return small, big
+    right2, right2_big = sided(F[2], F[1], F[0])
+    left2, left2_big = sided(F[3], F[4], F[5])
+    noise = rounding / h ** 2 * 256
+    gap_small, gap_big = jnp.abs(right2 - left2), jnp.abs(right2_big - left2_big)
+    jump = (gap_small > 0.75 * gap_big) & (gap_small > noise)
+    return (central, central_err, left, right, left_raw, right_raw, side_err, second, second_err,
+            left2, right2, jump)
+
+
+def _doubt(est):
+    """How far the one-sided derivatives are apart beyond their own error estimates."""
+    return np.maximum(np.abs(est.right - est.left) - 10 * est.side_error, 0.0)
+
+
+def _settle(est):
+    """Where the second derivative jumps (f'' differs left and right, the first derivative
+    is continuous), central Richardson extrapolation is invalid (the error has odd powers of
+    h); the two one-sided derivatives, each extrapolated on its smooth side, are not."""
+    jump = est.second_jump & (np.abs(est.right - est.left) <= 10 * est.side_error + 1e-300)
+    if np.any(jump):
+        est.value = np.where(jump, (est.left + est.right) / 2, est.value)
+        est.error = np.where(jump, est.side_error + np.abs(est.right - est.left) / 2, est.error)
+    return est
+
+
+class Oracle:
+    """Finite-difference and complex-step derivatives of ``f: R^n -> R^m`` at ``x``.
+
+    ``f`` takes and returns float64 arrays (flat input, flat output); build it and call every
+    method inside :func:`x64`. ``memory`` bounds the perturbed inputs held at once (bytes).
+    """
+
+    def __init__(self, f, x, memory=256 * 2 ** 20):
+        self.f = f
+        self.x = jnp.asarray(x, jnp.float64)
+        self.n = self.x.size
+        self.f0 = jnp.atleast_1d(jnp.asarray(f(self.x), jnp.float64))
+        self.m = self.f0.size
+        per_direction = 8 * (self.n + self.m) * (len(_MULTIPLIERS) + 1)
+        self.chunk = int(max(1, min(self.n, memory // per_direction, 4096)))
+        # Step scale grows like log|x| (as numdifftools): a logit of 1e4 still varies the
+        # function on a scale of 1, so a step proportional to |x| would be far too coarse.
+        self.scale = jnp.maximum(jnp.log1p(jnp.abs(self.x)), 1.0)
+        self._finite_differences = jax.jit(self._fd_chunk)
+        self._complex = jax.jit(self._cs_chunk)
+        self.complex_safe = None
+
+    # -- batched kernels (one compiled function each, reused for every chunk) ------------------
+
+    def _fd_chunk(self, directions, steps):
+        def along(d, h):
+            pts = self.x[None, :] + (h * jnp.asarray(_MULTIPLIERS))[:, None] * d[None, :]
+            vals = jax.vmap(lambda p: jnp.atleast_1d(self.f(p)))(pts)
+            return _richardson(vals, self.f0, h)
+        return jax.vmap(along)(directions, steps)
+
+    def _cs_chunk(self, directions):
+        def along(d):
+            out = self.f(self.x.astype(jnp.complex128) + 1j * COMPLEX_STEP * d)
+            return jnp.imag(jnp.atleast_1d(out)) / COMPLEX_STEP
+        return jax.vmap(along)(directions)
+
+    def _chunks(self, count):
+        for start in range(0, count, self.chunk):
+            yield start, min(start + self.chunk, count)
+
+    def _directions(self, index=None, vectors=None, lo=0, hi=0):
+        if vectors is not None:
+            d = vectors[lo:hi]
+        else:
+            d = jax.nn.one_hot(jnp.asarray(index[lo:hi]), self.n, dtype=jnp.float64)
+        pad = self.chunk - d.shape[0]
+        return jnp.pad(d, ((0, pad), (0, 0))), hi - lo
+
+    # -- public -------------------------------------------------------------------------------
+
+    def finite_differences(self, index=None, vectors=None, relative_step=BASE_STEP):
+        """Richardson estimates along unit vectors ``index`` or along rows of ``vectors``."""
+        count = len(index) if vectors is None else vectors.shape[0]
+        if vectors is None:
+            steps_all = relative_step * np.asarray(self.scale)[np.asarray(index)]
+        else:
+            # per-element perturbation about relative_step * the typical scale of x
+            rms = np.linalg.norm(np.asarray(vectors), axis=1) / np.sqrt(self.n)
+            steps_all = relative_step * float(np.median(np.asarray(self.scale))) / \
+                np.where(rms > 0, rms, 1.0)
+        parts = []
+        for lo, hi in self._chunks(count):
+            d, used = self._directions(index, vectors, lo, hi)
+            steps = np.zeros((self.chunk, 1))
+            steps[:used, 0] = steps_all[lo:hi]
+            out = self._finite_differences(d, jnp.asarray(steps))
+            parts.append([np.asarray(o)[:used] for o in out])
+        fields = [np.concatenate([p[k] for p in parts]) for k in range(12)]
+        return Estimates(*fields, step=np.asarray(steps_all))
+
+    def refined(self, index, target, levels=2):
+        """Estimates along unit vectors ``index``. Directions whose error exceeds ``target``
+        (shape (n, m)) or whose one-sided derivatives disagree (a kink, or just curvature at
+        this step) are re-estimated with steps 64 and 4096 times smaller; per direction the
+        estimate with the smaller error plus one-sided gap is kept. A true kink keeps its gap
+        at every step."""
+        index = np.asarray(index)
+        est = _settle(self.finite_differences(index=index))
+        step = BASE_STEP
+        for _ in range(levels):
+            doubt = _doubt(est)
+            poor = np.nonzero(np.any((est.error > target[index]) |
+                                     (doubt > target[index]), axis=1))[0]
+            if poor.size == 0:
+                break
+            step *= REFINE
+            finer = _settle(self.finite_differences(index=index[poor], relative_step=step))
+            better = np.all(finer.error + _doubt(finer) < est.error[poor] + doubt[poor], axis=1)
+            chosen = poor[better]
+            for field in dataclasses.fields(Estimates):
+                getattr(est, field.name)[chosen] = getattr(finer, field.name)[better]
+        return est
+
+    def complex_step(self, index=None, vectors=None):
+        count = len(index) if vectors is None else vectors.shape[0]
+        parts = []
+        for lo, hi in self._chunks(count):
+            d, used = self._directions(index, vectors, lo, hi)
+            parts.append(np.asarray(self._complex(d))[:used])
+        return np.concatenate(parts)
+
+    def detect_complex_safe(self, key):
+        """Complex step is usable when f accepts complex input, its real part is f, and two
+        random directional derivatives agree with the finite-difference estimate."""
+        try:
+            probes = jax.random.normal(key, (2, self.n), jnp.float64)
+            cs = self.complex_step(vectors=probes)
+            real = np.asarray(self.f(self.x.astype(jnp.complex128)))
+        except Exception:  # noqa: BLE001 - any failure means "not complex-safe"
+            self.complex_safe = False
+            return False
+        fd = self.finite_differences(vectors=probes)
+        f0 = np.asarray(self.f0)
+        ok = np.all(np.isfinite(cs)) and np.allclose(np.real(real).ravel(), f0, rtol=1e-12,
+                                                      atol=1e-300)
+        ok = ok and np.all(np.abs(cs - fd.value) <= 10 * fd.error + 1e-9 * (np.abs(fd.value) + 1e-300))
+        self.complex_safe = bool(ok)
+        return self.complex_safe
+
+    def sweep(self, direction_index, steps):
+        """Central differences along one unit vector for a range of steps (for plots)."""
+        d = jax.nn.one_hot(direction_index, self.n, dtype=jnp.float64)
+        out = []
+        for h in steps:
+            fp = np.asarray(jnp.atleast_1d(self.f(self.x + h * d)))
+            fm = np.asarray(jnp.atleast_1d(self.f(self.x - h * d)))
+            out.append((fp - fm) / (2 * h))
+        return np.asarray(out)
