@@ -13,7 +13,6 @@ tests and the audit compare.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 from typing import Any, Callable, NamedTuple, Optional
 

@@ -18,6 +18,7 @@ lie between them.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -31,6 +32,9 @@ MAX_EXHAUSTIVE = 10_000
 FORWARD_PROBES = 4
 LOCALISE = 256          # probe mode: elements given a per-element oracle when analytic != autodiff
 KEEP = 50               # ranked elements kept in a report
+CONDITIONING = 4.0      # weight of the measured sensitivity to one-ulp input perturbations
+ORACLE_GOAL = 1e-9      # oracle accuracy sought, relative to the derivative's scale, before
+                        # smaller steps or the complex step are tried (when the model is tighter)
 
 
 class _Flat:
@@ -95,10 +99,143 @@ def _replace(args, argnums, target):
     return tuple(args)
 
 
+def _is_data(arg) -> bool:
+    leaves = jax.tree_util.tree_leaves(arg)
+    return bool(leaves) and all(isinstance(v, (jax.Array, np.ndarray, np.generic))
+                                for v in leaves)
+
+
+class _Key:
+    """Hashable stand-in for a static argument (by value when hashable, else by identity)."""
+
+    def __init__(self, value):
+        self.value = value
+        try:
+            self._hash = hash(value)
+            self._by_value = True
+        except TypeError:
+            self._hash, self._by_value = id(value), False
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        if not isinstance(other, _Key):
+            return False
+        if self._by_value and other._by_value:
+            return type(self.value) is type(other.value) and self.value == other.value
+        return self.value is other.value
+
+
+class _Bound:
+    """``fn`` with its non-array arguments fixed and the audited argument replaceable.
+
+    Hashable, so it can be a static argument of jitted kernels: auditing the same function
+    with the same shapes again reuses every compiled kernel (a warm audit).
+    """
+
+    def __init__(self, fn, args, argnums, flat):
+        self.fn, self.argnums, self.flat = fn, argnums, flat
+        self.static = tuple((i, _Key(a)) for i, a in enumerate(args) if not _is_data(a))
+        self._key = (_Key(fn), argnums, self.static, flat.treedef,
+                     tuple(tuple(s) for s in flat.shapes))
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __eq__(self, other):
+        return isinstance(other, _Bound) and self._key == other._key
+
+    @staticmethod
+    def dynamic(args):
+        return tuple(a if _is_data(a) else None for a in args)
+
+    def call(self, target, dynamic):
+        args = list(dynamic)
+        for i, key in self.static:
+            args[i] = key.value
+        return self.fn(*_replace(args, self.argnums, target))
+
+    def flat_call(self, x, dynamic):
+        return self.call(self.flat.unravel(x), dynamic)
+
+
+class _FlatCall:
+    """The oracle's view: a flat vector and the dynamic arguments -> the output
+    (``output="value"``), the raveled output (``"ravel"``, Jacobians) or the raveled
+    autodiff gradient (``"grad"``, Hessian-vector products)."""
+
+    def __init__(self, bound, output="value"):
+        self.bound, self.output = bound, output
+
+    def __hash__(self):
+        return hash((self.bound, self.output))
+
+    def __eq__(self, other):
+        return isinstance(other, _FlatCall) and (self.bound, self.output) == \
+            (other.bound, other.output)
+
+    def __call__(self, x, dynamic):
+        if self.output == "grad":
+            g = jax.grad(lambda v: self.bound.flat_call(v, dynamic))(x)
+            return g
+        out = self.bound.flat_call(x, dynamic)
+        return jnp.ravel(out) if self.output == "ravel" else out
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _grad_kernel(bound, target, dynamic):
+    return jax.grad(lambda t: bound.call(t, dynamic))(target)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jvp_kernel(bound, target, dynamic, tangents):
+    """Forward-mode derivatives along a batch of tangents (leading axis)."""
+    return jax.vmap(lambda t: jax.jvp(lambda x: bound.call(x, dynamic), (target,), (t,))[1])(
+        tangents)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _hessian_diagonal_kernel(bound, target, dynamic, rows):
+    grad = jax.grad(lambda t: bound.call(t, dynamic))
+
+    def one(row):
+        hv = jax.jvp(grad, (target,), (bound.flat.unravel(row, bound.flat.dtypes),))[1]
+        return jnp.dot(jnp.concatenate([jnp.ravel(v) for v in jax.tree_util.tree_leaves(hv)]),
+                       row)
+    return jax.vmap(one)(rows)
+
+
 def _to_float64(tree):
     return jax.tree_util.tree_map(
         lambda v: jnp.asarray(v, jnp.float64)
         if hasattr(v, "dtype") and jnp.issubdtype(v.dtype, jnp.floating) else v, tree)
+
+
+def _conditioning(derivatives, target, flat, key, count=4):
+    """How much each derivative element moves when the audited input moves by one ulp.
+
+    Rounding inside a computation acts like perturbing its intermediates at their own
+    magnitude; for a derivative computed from large inputs (logits of 1e4 in float32) that
+    costs digits no matter how carefully it is written. Re-evaluating the derivatives at
+    ``count`` random one-ulp perturbations of the input measures that sensitivity, cross terms
+    included, for the price of a few gradient evaluations.
+    """
+    leaves = jax.tree_util.tree_leaves(target)
+    base = [flat.ravel(d(target), "", "") for d in derivatives]
+    deviation = np.zeros(flat.n)
+    for k in jax.random.split(key, count):
+        keys = jax.random.split(k, len(leaves))
+        moved = [jnp.nextafter(v, jnp.where(jax.random.bernoulli(kk, 0.5, v.shape),
+                                            jnp.asarray(jnp.inf, v.dtype),
+                                            jnp.asarray(-jnp.inf, v.dtype)))
+                 for kk, v in zip(keys, leaves)]
+        tree = jax.tree_util.tree_unflatten(flat.treedef, moved)
+        for d, b in zip(derivatives, base):
+            with np.errstate(invalid="ignore"):
+                gap = np.abs(flat.ravel(d(tree), "", "") - b)
+            deviation = np.fmax(deviation, np.where(np.isfinite(gap), gap, 0.0))
+    return deviation
 
 
 def _z_for(probes, miss=0.01):
@@ -219,12 +356,13 @@ def _verdict(labels, has_analytic, quantity, probe_checks=()):
     return verdict, "none", True
 
 
-def _forward_probes(g, target, flat, r, key, eps, kappa):
+def _forward_probes(bound, target, dynamic, flat, r, key, eps, kappa):
     """Forward mode (jvp) against reverse mode along random directions."""
     v = np.asarray(jax.random.normal(key, (FORWARD_PROBES, flat.n)))
+    tangents = jax.tree_util.tree_map(
+        lambda *leaves: jnp.stack(leaves), *[flat.unravel(jnp.asarray(vi), flat.dtypes) for vi in v])
     try:
-        jvp = jax.jit(lambda t: jax.jvp(g, (target,), (t,))[1])
-        got = np.array([float(jvp(flat.unravel(jnp.asarray(vi), flat.dtypes))) for vi in v])
+        got = np.asarray(_jvp_kernel(bound, target, dynamic, tangents), np.float64)
     except (TypeError, NotImplementedError) as e:
         return R.ProbeCheck("forward mode vs reverse mode", 0.0, True,
                             f"forward mode unavailable ({type(e).__name__}: {str(e)[:80]})")
@@ -256,8 +394,9 @@ def check(fn, *args, **options) -> R.AuditReport:
         "exhaustive" or "probe".
       probes: number of random probe directions in probe mode.
       kappa: safety factor of the tolerance model (see the module docstring).
-      oracle: "auto" (complex step when the function is complex-safe, else Richardson),
-        "complex" or "richardson".
+      oracle: "auto" (Richardson central differences; the complex step, exact to rounding,
+        where their error estimate misses the tolerance and the function is complex-safe),
+        "complex" (complex step everywhere; an error if not complex-safe) or "richardson".
       key: PRNG key for the probes (default PRNGKey(0)).
       memory: bytes of perturbed inputs held at once by the oracle.
 
@@ -278,39 +417,35 @@ def _check(fn, *args, grad=None, hess=None, hvp=None, argnums=0, mode="auto",
     k_oracle, k_forward, k_probe, k_hess = jax.random.split(key, 4)
     target = _select(args, argnums)
     flat = _Flat(target, who)
-    g = lambda t: fn(*_replace(args, argnums, t))  # noqa: E731
-    out = g(target)
+    bound, dynamic = _Bound(fn, args, argnums, flat), _Bound.dynamic(args)
+    out = fn(*args)
     if jnp.ndim(out) != 0:
         raise ValueError(f"{who}: fn must return a scalar, got shape {jnp.shape(out)}; use "
                          f"lj.audit.check_jacobian for vector outputs.")
-    r = flat.ravel(jax.jit(jax.grad(g))(target), who, "autodiff")
+    autodiff = functools.partial(_grad_kernel, bound, dynamic=dynamic)
+    r = flat.ravel(autodiff(target), who, "autodiff")
     a = None if grad is None else flat.ravel(grad(*args), who, "grad(*args)")
+    derivatives = [autodiff] + ([] if grad is None else
+                                [lambda t: grad(*_replace(args, argnums, t))])
+    sensitivity = CONDITIONING * _conditioning(derivatives, target, flat, k_forward)
     exhaustive = mode == "exhaustive" or (mode == "auto" and flat.n <= max_exhaustive)
     if mode not in ("auto", "exhaustive", "probe"):
         raise ValueError(f"{who}: mode must be 'auto', 'exhaustive' or 'probe', got {mode!r}.")
     if oracle not in ("auto", "complex", "richardson"):
         raise ValueError(f"{who}: oracle must be 'auto', 'complex' or 'richardson', got {oracle!r}.")
 
-    forward = _forward_probes(g, target, flat, r, k_forward, flat.eps, kappa)
+    forward = _forward_probes(bound, target, dynamic, flat, r, k_forward, flat.eps, kappa)
     with _oracle.x64():
-        args64 = _to_float64(args)
-
-        def f_flat(x):
-            return fn(*_replace(args64, argnums, flat.unravel(x)))
-
-        orc = _oracle.Oracle(f_flat, flat.ravel(target, who, "target"), memory)
-        use_cs = oracle != "richardson" and orc.detect_complex_safe(k_oracle)
-        if oracle == "complex" and not use_cs:
-            raise ValueError(f"{who}: oracle='complex' but the function is not complex-safe "
-                             f"(it rejects complex input or its complex step disagrees with "
-                             f"finite differences); use oracle='auto'.")
-        method = "complex step" if use_cs else "Richardson central differences"
+        orc = _oracle.Oracle(_FlatCall(bound), flat.ravel(target, who, "target"),
+                             _to_float64(dynamic), memory)
         scale_r = np.max(np.abs(r[np.isfinite(r)]), initial=0.0)
-        tol_model = kappa * flat.eps * (np.abs(r) + scale_r)
+        tol_model = kappa * flat.eps * (np.abs(r) + scale_r) + sensitivity
         if exhaustive:
-            report = _exhaustive(flat, orc, a, r, tol_model, use_cs, kappa, name, method)
+            report = _exhaustive(flat, orc, a, r, tol_model, oracle, kappa, name, sensitivity,
+                                 k_oracle, who)
         else:
-            report = _probe_mode(flat, orc, a, r, use_cs, kappa, name, method, probes, k_probe)
+            report = _probe_mode(flat, orc, a, r, oracle, kappa, name, probes, k_probe,
+                                 sensitivity, k_oracle, who)
         report.probes.insert(0, forward)
         if not forward.ok and report.ok:
             if a is None:
@@ -320,11 +455,11 @@ def _check(fn, *args, grad=None, hess=None, hvp=None, argnums=0, mode="auto",
                 report.verdict += "; note: forward-mode and reverse-mode autodiff differ"
         if hess is not None:
             report.sub_reports.append(
-                _hessian_diagonal(fn, args, args64, argnums, flat, orc, hess, kappa, name,
+                _hessian_diagonal(bound, args, dynamic, flat, orc, hess, kappa, name,
                                   exhaustive, k_hess, who))
         if hvp is not None:
             report.sub_reports.append(
-                _hessian_vector(fn, args, args64, argnums, flat, hvp, kappa, name, k_hess, who))
+                _hessian_vector(bound, args, dynamic, flat, hvp, kappa, name, k_hess, who))
         for sub in report.sub_reports:
             if not sub.ok and report.ok:
                 report.ok, report.blame = False, sub.blame
@@ -332,21 +467,45 @@ def _check(fn, *args, grad=None, hess=None, hvp=None, argnums=0, mode="auto",
     return report
 
 
-def _exhaustive(flat, orc, a, r, tol_model, use_cs, kappa, name, method):
+def _complex_where_needed(orc, oracle, index, o, oe, target, key, who):
+    """Replace finite-difference estimates that missed ``target`` by complex-step ones
+    (exact to rounding) where the function is complex-safe. Returns the oracle's name."""
+    poor = np.ones(len(index), bool) if oracle == "complex" else \
+        ~(oe <= target) | ~np.isfinite(o)
+    if oracle == "richardson" or not poor.any():
+        return "Richardson central differences"
+    if not orc.detect_complex_safe(key):
+        if oracle == "complex":
+            raise ValueError(f"{who}: oracle='complex' but the function is not complex-safe "
+                             f"(it rejects complex input or its complex step disagrees with "
+                             f"finite differences); use oracle='auto'.")
+        return "Richardson central differences (complex step not usable: not complex-safe)"
+    o[poor] = orc.complex_step(index=np.asarray(index)[poor])[:, 0]
+    oe[poor] = 4 * _oracle.EPS64 * np.abs(o[poor])
+    if poor.all():
+        return "complex step"
+    return f"Richardson central differences; complex step at {int(poor.sum())} elements"
+
+
+def _oracle_target(tol_model, r):
+    scale = np.max(np.abs(r[np.isfinite(r)]), initial=0.0)
+    return np.maximum(tol_model, ORACLE_GOAL * scale) / 3
+
+
+def _exhaustive(flat, orc, a, r, tol_model, oracle, kappa, name, sensitivity, key, who):
     index = np.arange(flat.n)
-    est = orc.refined(index, target=tol_model[:, None] / 3)
-    if use_cs:
-        o = orc.complex_step(index=index)[:, 0]
-        oe = 4 * _oracle.EPS64 * np.abs(o)
-    else:
-        o, oe = est.value[:, 0], est.error[:, 0]
+    target = _oracle_target(tol_model, r)[:, None]
+    est = orc.refined(index, target=target)
+    o, oe = est.value[:, 0].copy(), est.error[:, 0].copy()
+    method = _complex_where_needed(orc, oracle, index, o, oe, target[:, 0], key, who)
     scale_o = np.max(np.abs(o[np.isfinite(o)]), initial=0.0)
-    tol_model = kappa * flat.eps * (np.abs(o) + scale_o)
-    slack = 4 * est.side_error[:, 0] + est.step * np.abs(est.second[:, 0])
-    labels = _classify(a, r, o, oe, tol_model, est.left[:, 0], est.right[:, 0], slack,
-                       est.side_error[:, 0])
+    tol_model = kappa * flat.eps * (np.abs(o) + scale_o) + sensitivity
+    sides = (est.left[:, 0], est.right[:, 0],
+             4 * est.side_error[:, 0] + est.step * np.abs(est.second[:, 0]),
+             est.side_error[:, 0])
+    labels = _classify(a, r, o, oe, tol_model, *sides)
     tol = tol_model + 3 * oe
-    worst, kinks = _elements(flat, labels, a, r, o, oe, tol, est.left[:, 0], est.right[:, 0])
+    worst, kinks = _elements(flat, labels, a, r, o, oe, tol, sides[0], sides[1])
     verdict, blame, ok = _verdict(labels, a is not None, "gradient")
     median_rel = float(np.median(tol / np.maximum(np.abs(o), 1e-300))) if flat.n else 0.0
     detection = (f"every element checked; an element is flagged when off by more than its "
@@ -374,17 +533,24 @@ def _sweeper(orc, worst, flat, o):
     return sweep
 
 
-def _probe_mode(flat, orc, a, r, use_cs, kappa, name, method, probes, key):
+def _probe_mode(flat, orc, a, r, oracle, kappa, name, probes, key, sensitivity, key_cs, who):
     v = jax.random.normal(key, (probes, flat.n), jnp.float64)
     est = orc.finite_differences(vectors=v)
-    if use_cs:
-        o_v = orc.complex_step(vectors=v)[:, 0]
-        oe_v = 4 * _oracle.EPS64 * np.abs(o_v) + 4 * _oracle.EPS64 * (np.abs(np.asarray(v)) @ np.abs(r))
-    else:
-        o_v, oe_v = est.value[:, 0], est.error[:, 0]
+    o_v, oe_v = est.value[:, 0].copy(), est.error[:, 0].copy()
     vn = np.asarray(v)
+    target = flat.eps * (np.abs(vn) @ np.abs(r))
+    method = "Richardson central differences"
+    if oracle == "complex" or (oracle == "auto" and np.any(~(oe_v <= target))):
+        if orc.detect_complex_safe(key_cs):
+            o_v = orc.complex_step(vectors=v)[:, 0]
+            oe_v = 4 * _oracle.EPS64 * (np.abs(o_v) + np.abs(vn) @ np.abs(r))
+            method = "complex step"
+        elif oracle == "complex":
+            raise ValueError(f"{who}: oracle='complex' but the function is not complex-safe; "
+                             f"use oracle='auto'.")
     r_v = vn @ r
-    tol_v = kappa * flat.eps * (np.abs(vn) @ np.abs(r) + np.abs(o_v)) + 3 * oe_v
+    tol_v = kappa * flat.eps * (np.abs(vn) @ np.abs(r) + np.abs(o_v)) + 3 * oe_v + \
+        np.abs(vn) @ sensitivity
     checks = [R.ProbeCheck("autodiff vs oracle along random probes",
                            float(np.max(np.abs(r_v - o_v) / tol_v)),
                            bool(np.all(np.abs(r_v - o_v) <= tol_v)), f"{probes} probes")]
@@ -395,7 +561,7 @@ def _probe_mode(flat, orc, a, r, use_cs, kappa, name, method, probes, key):
                                    bool(np.all(np.abs(a_v - o_v) <= tol_v)), f"{probes} probes"))
     # Elementwise: hand-derived vs autodiff everywhere (cheap), oracle where they differ.
     scale_r = np.max(np.abs(r[np.isfinite(r)]), initial=0.0)
-    tol_model = kappa * flat.eps * (np.abs(r) + scale_r)
+    tol_model = kappa * flat.eps * (np.abs(r) + scale_r) + sensitivity
     labels = np.array([], dtype=object)
     worst, kinks = [], []
     if a is not None:
@@ -405,13 +571,9 @@ def _probe_mode(flat, orc, a, r, use_cs, kappa, name, method, probes, key):
         if suspicious.size:
             e = orc.refined(suspicious, target=np.broadcast_to(
                 tol_model[:, None] / 3, (flat.n, 1)))
-            o = e.value[:, 0]
-            if use_cs:
-                o = orc.complex_step(index=suspicious)[:, 0]
-                oe = 4 * _oracle.EPS64 * np.abs(o)
-            else:
-                oe = e.error[:, 0]
+            o, oe = e.value[:, 0].copy(), e.error[:, 0].copy()
             tm = tol_model[suspicious]
+            _complex_where_needed(orc, oracle, suspicious, o, oe, tm / 3, key_cs, who)
             slack = 4 * e.side_error[:, 0] + e.step * np.abs(e.second[:, 0])
             labels = _classify(a[suspicious], r[suspicious], o, oe, tm, e.left[:, 0],
                                e.right[:, 0], slack, e.side_error[:, 0])
@@ -437,33 +599,24 @@ def _probe_mode(flat, orc, a, r, use_cs, kappa, name, method, probes, key):
                          verdict, blame, ok, detection, counts, worst, kinks, checks)
 
 
-def _hessian_diagonal(fn, args, args64, argnums, flat, orc, hess, kappa, name, exhaustive,
-                      key, who):
+def _hessian_diagonal(bound, args, dynamic, flat, orc, hess, kappa, name, exhaustive, key,
+                      who):
     """Hand-derived Hessian diagonal vs forward-over-reverse autodiff vs second differences."""
     h_hand = flat.ravel(hess(*args), who, "hess(*args)")
     index = np.arange(flat.n) if exhaustive else np.sort(np.asarray(
         jax.random.choice(key, flat.n, (min(flat.n, LOCALISE),), replace=False)))
-    g = lambda t: fn(*_replace(args, argnums, t))  # noqa: E731
-    target = _select(args, argnums)
-    grad_g = jax.grad(g)
-
-    @jax.jit
-    def diag_chunk(rows):
-        def one(row):
-            tangent = flat.unravel(row, flat.dtypes)
-            hv = jax.jvp(grad_g, (target,), (tangent,))[1]
-            return jnp.dot(jnp.concatenate([jnp.ravel(l) for l in jax.tree_util.tree_leaves(hv)]),
-                           row)
-        return jax.vmap(one)(rows)
-
+    target = _select(args, bound.argnums)
     auto = []
     for lo in range(0, len(index), orc.chunk):
         idx = index[lo:lo + orc.chunk]
         rows = jax.nn.one_hot(jnp.asarray(idx), flat.n, dtype=flat.dtypes[0])
-        auto.append(np.asarray(diag_chunk(rows), np.float64))
+        auto.append(np.asarray(_hessian_diagonal_kernel(bound, target, dynamic, rows),
+                               np.float64))
     auto = np.concatenate(auto)
-    with _oracle.x64():
-        est = orc.finite_differences(index=index)
+    scale_auto = np.max(np.abs(auto[np.isfinite(auto)]), initial=0.0)
+    second_target = np.zeros((flat.n, 1))
+    second_target[index, 0] = kappa * flat.eps * (np.abs(auto) + scale_auto) / 3
+    est = orc.refined(index, target=np.full((flat.n, 1), np.inf), second_target=second_target)
     o, oe = est.second[:, 0], est.second_error[:, 0]
     scale = np.max(np.abs(o[np.isfinite(o)]), initial=0.0)
     tol_model = kappa * flat.eps * (np.abs(o) + scale)
@@ -497,23 +650,20 @@ def _hessian_diagonal(fn, args, args64, argnums, flat, orc, hess, kappa, name, e
                          _counts(labels), worst, kinks, [])
 
 
-def _hessian_vector(fn, args, args64, argnums, flat, hvp, kappa, name, key, who, probes=4):
+def _hessian_vector(bound, args, dynamic, flat, hvp, kappa, name, key, who, probes=4):
     """Hand-derived Hessian-vector products vs forward-over-reverse vs differences of the
     float64 autodiff gradient along the same vectors; symmetry u.Hv = v.Hu."""
-    target = _select(args, argnums)
-    g = lambda t: fn(*_replace(args, argnums, t))  # noqa: E731
+    target = _select(args, bound.argnums)
+    grad = jax.grad(lambda t: bound.call(t, dynamic))
     vs = np.asarray(jax.random.normal(key, (probes, flat.n)))
     trees = [flat.unravel(jnp.asarray(v), flat.dtypes) for v in vs]
     hand = np.stack([flat.ravel(hvp(t, *args), who, "hvp(v, *args)") for t in trees])
-    auto = np.stack([flat.ravel(jax.jvp(jax.grad(g), (target,), (t,))[1], who, "jvp")
+    auto = np.stack([flat.ravel(jax.jvp(grad, (target,), (t,))[1], who, "jvp")
                      for t in trees])
     vs = np.stack([flat.ravel(t, who, "v") for t in trees])
-    with _oracle.x64():
-        g64 = jax.grad(lambda t: fn(*_replace(args64, argnums, t)))
-        grad_flat = lambda x: jnp.concatenate(  # noqa: E731
-            [jnp.ravel(l) for l in jax.tree_util.tree_leaves(g64(flat.unravel(x)))])
-        orc = _oracle.Oracle(grad_flat, flat.ravel(target, who, "target"))
-        est = orc.finite_differences(vectors=jnp.asarray(vs))
+    orc = _oracle.Oracle(_FlatCall(bound, "grad"), flat.ravel(target, who, "target"),
+                         _to_float64(dynamic))
+    est = orc.finite_differences(vectors=jnp.asarray(vs))
     o, oe = est.value, est.error
     scale = np.max(np.abs(o), axis=1, keepdims=True)
     tol = kappa * flat.eps * (np.abs(o) + scale) + 3 * oe
@@ -556,7 +706,8 @@ def _check_jacobian(fn, *args, jac=None, argnums=0, kappa=KAPPA, name=None,
     name = name or getattr(fn, "__name__", repr(fn))
     target = _select(args, argnums)
     flat = _Flat(target, who)
-    g = lambda t: fn(*_replace(args, argnums, t))  # noqa: E731
+    bound, dynamic = _Bound(fn, args, argnums, flat), _Bound.dynamic(args)
+    g = lambda t: bound.call(t, dynamic)  # noqa: E731
     out_shape = jnp.shape(g(target))
     m = int(np.prod(out_shape, dtype=int))
 
@@ -575,13 +726,11 @@ def _check_jacobian(fn, *args, jac=None, argnums=0, kappa=KAPPA, name=None,
     rev = as_matrix(jax.jacrev(g)(target), "jacrev")
     fwd = as_matrix(jax.jacfwd(g)(target), "jacfwd")
     a = None if jac is None else as_matrix(jac(*args), "jac(*args)")
-    with _oracle.x64():
-        args64 = _to_float64(args)
-        orc = _oracle.Oracle(lambda x: jnp.ravel(fn(*_replace(args64, argnums, flat.unravel(x)))),
-                             flat.ravel(target, who, "target"), memory)
-        scale_r = np.max(np.abs(rev), axis=1, keepdims=True)
-        tol_model = kappa * flat.eps * (np.abs(rev) + scale_r)
-        est = orc.refined(np.arange(flat.n), target=(tol_model / 3).T)
+    orc = _oracle.Oracle(_FlatCall(bound, "ravel"), flat.ravel(target, who, "target"),
+                         _to_float64(dynamic), memory)
+    scale_r = np.max(np.abs(rev), axis=1, keepdims=True)
+    tol_model = kappa * flat.eps * (np.abs(rev) + scale_r)
+    est = orc.refined(np.arange(flat.n), target=(tol_model / 3).T)
     o, oe = est.value.T, est.error.T
     scale_o = np.max(np.abs(o), axis=1, keepdims=True)
     tol_model = kappa * flat.eps * (np.abs(o) + scale_o)

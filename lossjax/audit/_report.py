@@ -116,8 +116,9 @@ class AuditReport:
         lines = [f"### Audit of the {self.quantity} of `{self.function}`", "",
                  f"**{'PASS' if self.ok else 'FAIL'}** — {self.verdict}", "",
                  f"- inputs: {self.size} ({self.dtype}), mode: {self.mode}, oracle: {self.oracle}",
-                 f"- tolerance model: {self.kappa:g} × eps({self.dtype}) × gradient scale "
-                 f"+ 3 × oracle error estimate (never scaled by the size)",
+                 f"- tolerance model: {self.kappa:g} × eps({self.dtype}) × derivative scale "
+                 f"+ measured sensitivity to one-ulp input changes + 3 × oracle error estimate "
+                 f"(never scaled by the size)",
                  f"- sensitivity: {self.detection}",
                  "- counts: " + ", ".join(f"{k} {v}" for k, v in self.counts.items())]
         for p in self.probes:
