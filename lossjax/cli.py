@@ -1,11 +1,22 @@
-"""The `lossjax` command: `lossjax catalog`, `lossjax lab`."""
+"""The `lossjax` command.
+
+    lossjax catalog [--markdown]
+    lossjax audit [NAME ...] [--dtype float32 float64] [--kind generic edge]
+                  [--json PATH] [--markdown PATH]
+    lossjax audit --target pkg.module:fn [--grad pkg.module:fn_grad] [--hess ...]
+                  --shape 8 [--shape 8] [--argnums 0] [--dtype float64] [--seed 0]
+    lossjax lab
+"""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 
-TOLERANCE = 1e-9
+
+class UsageError(Exception):
+    """A mistake on the command line: reported in one line, exit status 2."""
 
 
 def _catalog(args) -> int:
@@ -23,41 +34,142 @@ def _catalog(args) -> int:
     return 0
 
 
-def _lab(args) -> int:
-    import jax
-    jax.config.update("jax_enable_x64", True)
-    from lossjax import selfcheck
-    start = time.perf_counter()
-    print("lossjax lab: hand-derived derivatives vs JAX autodiff, float64, generic and edge samples")
-    print("(largest relative difference; kink elements compared with one-sided midpoints)\n",
-          flush=True)
+def _progress(total):
     try:
         from tqdm import tqdm
-        import lossjax as lj
-        bar = tqdm(total=len(lj.catalog()), file=sys.stderr, leave=False)
-        rows = selfcheck.agreement_table(progress=lambda name: (bar.set_description(name),
-                                                                bar.update()))
-        bar.close()
     except ImportError:
-        rows = selfcheck.agreement_table()
-    print(selfcheck.to_markdown(rows))
-    bad = [r.name for r in rows if not r.worst() <= TOLERANCE]
-    print(f"\n{len(rows)} losses audited in {time.perf_counter() - start:.1f} s; "
-          f"{len(rows) - len(bad)} agree to {TOLERANCE:g}"
-          + (f"; DISAGREE: {', '.join(bad)}" if bad else "."))
-    return 1 if bad else 0
+        return None, lambda: None
+    bar = tqdm(total=total, file=sys.stderr, leave=False)
+    return (lambda name: (bar.set_description(name), bar.update())), bar.close
+
+
+def _write(path, text):
+    with open(path, "w") as f:
+        f.write(text + "\n")
+
+
+def _audit_catalog(args) -> int:
+    import json
+    import lossjax as lj
+    from lossjax import audit
+    try:
+        losses = [lj.get(n) for n in args.names] if args.names else lj.catalog()
+    except KeyError as e:
+        raise UsageError(e.args[0]) from None
+    start = time.perf_counter()
+    progress, close = _progress(len(losses))
+    rows = audit.catalog(losses, dtypes=args.dtype or audit._catalog.DTYPES,
+                         kinds=args.kind or audit._catalog.KINDS, progress=progress)
+    close()
+    table = audit.to_markdown(rows)
+    failed = [r for r in rows if not r.ok]
+    summary = (f"{len(rows)} audits of {len(losses)} losses in {time.perf_counter() - start:.1f} s: "
+               f"{len(rows) - len(failed)} pass" + (f", {len(failed)} FAIL" if failed else ""))
+    print(table)
+    print("\n" + summary)
+    for r in failed:
+        print("\n" + r.report.to_markdown())
+    if args.markdown:
+        _write(args.markdown, table + "\n\n" + summary + "".join(
+            "\n\n" + r.report.to_markdown() for r in failed))
+    if args.json:
+        _write(args.json, json.dumps([{"loss": r.loss, "dtype": r.dtype, "kind": r.kind,
+                                       "ok": r.ok, "report": r.report.to_dict()} for r in rows],
+                                     indent=2, default=str))
+    return 1 if failed else 0
+
+
+def _resolve(spec: str, option: str):
+    module, sep, attr = spec.partition(":")
+    if not sep or not module or not attr:
+        raise UsageError(f"{option} {spec!r}: expected 'package.module:function'.")
+    try:
+        obj = importlib.import_module(module)
+    except ImportError as e:
+        raise UsageError(f"{option} {spec!r}: cannot import {module!r} ({e}).") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise UsageError(f"{option} {spec!r}: {module!r} has no attribute {attr!r}.")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise UsageError(f"{option} {spec!r}: {attr!r} is not callable.")
+    return obj
+
+
+def _shape(text: str):
+    try:
+        return tuple(int(d) for d in text.replace("x", ",").split(",") if d.strip())
+    except ValueError:
+        raise UsageError(f"--shape {text!r}: expected comma-separated sizes such as 8 or 4,3.") \
+            from None
+
+
+def _audit_target(args) -> int:
+    import jax
+    import jax.numpy as jnp
+    from lossjax import audit
+    if args.names:
+        raise UsageError("give either loss names or --target, not both.")
+    if not args.shape:
+        raise UsageError("--target needs one --shape per positional argument, e.g. --shape 8.")
+    fn = _resolve(args.target, "--target")
+    grad = _resolve(args.grad, "--grad") if args.grad else None
+    hess = _resolve(args.hess, "--hess") if args.hess else None
+    dtypes = args.dtype or ["float64"]
+    if len(dtypes) != 1:
+        raise UsageError("--target audits one dtype at a time.")
+    with audit._oracle.x64():
+        keys = jax.random.split(jax.random.PRNGKey(args.seed), len(args.shape))
+        arrays = [jax.random.normal(k, _shape(s), jnp.dtype(dtypes[0]))
+                  for k, s in zip(keys, args.shape)]
+        try:
+            report = audit.check(fn, *arrays, grad=grad, hess=hess, argnums=args.argnums,
+                                 name=args.target)
+        except (TypeError, ValueError) as e:
+            raise UsageError(f"auditing {args.target} on shapes {args.shape}: {e}") from None
+    print(report.to_markdown())
+    if args.markdown:
+        _write(args.markdown, report.to_markdown())
+    if args.json:
+        report.to_json(args.json)
+    return 0 if report.ok else 1
+
+
+def _lab(args) -> int:
+    ns = argparse.Namespace(names=[], dtype=None, kind=None, json=None, markdown=None)
+    print("lossjax lab: every catalogue entry's hand-derived gradient and Hessian diagonal "
+          "audited against autodiff and a float64 numerical oracle\n", flush=True)
+    return _audit_catalog(ns)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="lossjax", description=__doc__)
+    parser = argparse.ArgumentParser(prog="lossjax", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("catalog", help="list the catalogue")
     p.add_argument("--markdown", action="store_true", help="a markdown table with formulas")
     p.set_defaults(run=_catalog)
-    p = sub.add_parser("lab", help="audit every loss's derivatives against autodiff")
+    p = sub.add_parser("audit", help="audit catalogue losses, or your own function")
+    p.add_argument("names", nargs="*", help="catalogue losses (default: all)")
+    p.add_argument("--dtype", nargs="+", choices=["float16", "bfloat16", "float32", "float64"])
+    p.add_argument("--kind", nargs="+", choices=["generic", "edge"])
+    p.add_argument("--json", metavar="PATH")
+    p.add_argument("--markdown", metavar="PATH")
+    p.add_argument("--target", metavar="MODULE:FN", help="a scalar function to audit")
+    p.add_argument("--grad", metavar="MODULE:FN", help="its hand-derived gradient")
+    p.add_argument("--hess", metavar="MODULE:FN", help="its hand-derived Hessian diagonal")
+    p.add_argument("--shape", action="append", help="shape of each positional argument")
+    p.add_argument("--argnums", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=lambda a: _audit_target(a) if a.target else _audit_catalog(a))
+    p = sub.add_parser("lab", help="the lab report (today: the audited catalogue)")
     p.set_defaults(run=_lab)
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except UsageError as e:
+        print(f"lossjax {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

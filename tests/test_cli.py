@@ -1,9 +1,12 @@
-"""The `lossjax` command and the self-check that `make lab` prints."""
+"""The `lossjax` command."""
+import json
+import sys
+import types
+
 import jax.numpy as jnp
-import pytest
 
 import lossjax as lj
-from lossjax import cli, selfcheck
+from lossjax import cli
 
 
 def test_catalog_markdown_lists_every_loss_and_matches_the_readme(capsys):
@@ -16,22 +19,49 @@ def test_catalog_markdown_lists_every_loss_and_matches_the_readme(capsys):
                                           "`lossjax catalog --markdown`"
 
 
-@pytest.mark.parametrize("name", ["huber", "cross_entropy"])
-def test_selfcheck_agrees_for_correct_losses(name):
-    row = selfcheck.agreement(lj.get(name))
-    assert row.worst() <= cli.TOLERANCE
-    assert row.kink_elements == (2 if name == "huber" else 0)
+def test_audit_named_losses_writes_json_and_markdown(tmp_path, capsys):
+    out_json, out_md = tmp_path / "a.json", tmp_path / "a.md"
+    code = cli.main(["audit", "huber", "hinge", "--dtype", "float32", "--kind", "edge",
+                     "--json", str(out_json), "--markdown", str(out_md)])
+    assert code == 0
+    rows = json.loads(out_json.read_text())
+    assert [(r["loss"], r["dtype"], r["kind"], r["ok"]) for r in rows] == [
+        ("huber", "float32", "edge", True), ("hinge", "float32", "edge", True)]
+    assert "| hinge | float32 | edge | PASS |" in out_md.read_text()
+    assert "2 audits of 2 losses" in capsys.readouterr().out
 
 
-def test_selfcheck_flags_a_wrong_derivative():
-    def half_wrong(predictions, targets):
-        r = predictions - targets
-        return lj.Terms(r * r, grad=lambda: 2 * r * jnp.where(r > 1, 1.01, 1.0),
-                        hess=lambda: jnp.full_like(r, 2.0))
+def _user_module(monkeypatch):
+    mod = types.ModuleType("user_objective")
+    mod.f = lambda x: jnp.sum(jnp.sin(x) * x)
+    mod.good = lambda x: jnp.cos(x) * x + jnp.sin(x)
+    mod.bad = lambda x: jnp.cos(x) * x - jnp.sin(x)
+    monkeypatch.setitem(sys.modules, "user_objective", mod)
 
-    wrong = lj.Loss(half_wrong, family="test", formula="r^2", sampler=lj.mse._sampler,
-                    elementwise=True)
-    row = selfcheck.agreement(wrong)
-    assert row.grad["edge"] > 1e-3 and row.worst() > cli.TOLERANCE
-    assert row.hess["generic"] == 0.0
-    assert "| half_wrong |" in selfcheck.to_markdown([row])
+
+def test_audit_target_with_grad(monkeypatch, capsys, tmp_path):
+    _user_module(monkeypatch)
+    assert cli.main(["audit", "--target", "user_objective:f", "--grad", "user_objective:good",
+                     "--shape", "6"]) == 0
+    assert "PASS" in capsys.readouterr().out
+    path = tmp_path / "r.json"
+    assert cli.main(["audit", "--target", "user_objective:f", "--grad", "user_objective:bad",
+                     "--shape", "6", "--json", str(path)]) == 1
+    report = json.loads(path.read_text())
+    assert report["blame"] == "hand-derived" and not report["ok"]
+
+
+def test_bad_command_lines_give_one_line_and_exit_2(monkeypatch, capsys):
+    _user_module(monkeypatch)
+    cases = [
+        (["audit", "hubber"], "no loss named 'hubber'"),
+        (["audit", "--target", "no_such_module_xyz:f", "--shape", "3"], "cannot import"),
+        (["audit", "--target", "user_objective", "--shape", "3"], "expected 'package.module:function'"),
+        (["audit", "--target", "user_objective:nope", "--shape", "3"], "has no attribute"),
+        (["audit", "--target", "user_objective:f"], "needs one --shape"),
+        (["audit", "--target", "user_objective:f", "--shape", "a,b"], "expected comma-separated"),
+    ]
+    for argv, message in cases:
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err and "Traceback" not in err

@@ -27,7 +27,7 @@ import numpy as np
 
 from lossjax.audit import _oracle, _report as R
 
-KAPPA = 64.0
+KAPPA = 16.0
 MAX_EXHAUSTIVE = 10_000
 FORWARD_PROBES = 4
 LOCALISE = 256          # probe mode: elements given a per-element oracle when analytic != autodiff
@@ -249,8 +249,13 @@ def _z_for(probes, miss=0.01):
     return lo
 
 
-def _classify(a, r, o, oe, tol_model, left=None, right=None, hull_slack=None, side_err=None):
-    """Element classifications (object array) for flat arrays; ``a`` may be None."""
+def _classify(a, r, o, oe, tol_model, left=None, right=None, hull_slack=None, side_err=None,
+              tol_kink=None):
+    """Element classifications (object array) for flat arrays; ``a`` may be None.
+
+    ``tol_kink`` (default ``tol_model``) is the tolerance for calling the one-sided
+    derivatives different; it must not include the measured ulp-sensitivity, which is itself
+    large at a kink (a one-ulp move flips the side)."""
     tol = tol_model + 3 * oe
     labels = np.full(r.shape, R.PASS, dtype=object)
     finite_o = np.isfinite(o)
@@ -268,19 +273,31 @@ def _classify(a, r, o, oe, tol_model, left=None, right=None, hull_slack=None, si
         labels[~ro_ok & ~ao_ok & ~ar_ok] = R.ALL_DISAGREE
     else:
         bad = ~ro_ok
-        labels[bad & (oe > tol_model)] = R.UNSTABLE
-        labels[bad & (oe <= tol_model)] = R.AUTODIFF_WRONG
+        confident = oe <= 0.1 * np.abs(r - o)
+        labels[bad & ~confident] = R.UNSTABLE
+        labels[bad & confident] = R.AUTODIFF_WRONG
     labels[~finite_o] = R.UNSTABLE
     if left is not None:
+        tol_kink = tol_model if tol_kink is None else tol_kink
         kink = np.isfinite(left) & np.isfinite(right) & \
-            (np.abs(right - left) > 2 * tol_model + 10 * side_err)
-        lo = np.minimum(left, right) - hull_slack - tol_model
-        hi = np.maximum(left, right) + hull_slack + tol_model
+            (np.abs(right - left) > 2 * tol_kink + 10 * side_err)
+        lo = np.minimum(left, right) - hull_slack - tol_kink
+        hi = np.maximum(left, right) + hull_slack + tol_kink
         chosen = a if a is not None else r
         inside = (chosen >= lo) & (chosen <= hi)
         labels[kink & inside] = R.KINK
         labels[kink & ~inside] = R.NOT_SUBGRADIENT if a is not None else R.AUTODIFF_WRONG
     return labels
+
+
+def _hull_slack(est):
+    """Allowance around the one-sided derivatives at a kink: their error estimates plus the
+    curvature of each smooth side over one step (the central second difference is spurious
+    across a kink, the one-sided ones are not)."""
+    curvature = np.maximum(np.abs(est.second_left), np.abs(est.second_right))
+    step = est.step if est.step.ndim == 2 else est.step[:, None]
+    out = 4 * est.side_error + step * curvature
+    return out[:, 0] if out.shape[1] == 1 and est.value.shape[1] == 1 else out
 
 
 def _elements(flat, labels, a, r, o, oe, tol, left=None, right=None, index=None, outputs=None):
@@ -309,7 +326,7 @@ def _elements(flat, labels, a, r, o, oe, tol, left=None, right=None, index=None,
 
 
 def _counts(labels):
-    names = [R.PASS, R.KINK, R.HAND_WRONG, R.NOT_SUBGRADIENT, R.ALL_DISAGREE,
+    names = [R.PASS, R.KINK, R.HAND_WRONG, R.NOT_SUBGRADIENT, R.ALL_DISAGREE, R.SHARED_WRONG,
              R.AUTODIFF_WRONG, R.UNSTABLE]
     return {n: int(np.sum(labels == n)) for n in names if n == R.PASS or np.any(labels == n)}
 
@@ -499,11 +516,10 @@ def _exhaustive(flat, orc, a, r, tol_model, oracle, kappa, name, sensitivity, ke
     o, oe = est.value[:, 0].copy(), est.error[:, 0].copy()
     method = _complex_where_needed(orc, oracle, index, o, oe, target[:, 0], key, who)
     scale_o = np.max(np.abs(o[np.isfinite(o)]), initial=0.0)
-    tol_model = kappa * flat.eps * (np.abs(o) + scale_o) + sensitivity
-    sides = (est.left[:, 0], est.right[:, 0],
-             4 * est.side_error[:, 0] + est.step * np.abs(est.second[:, 0]),
-             est.side_error[:, 0])
-    labels = _classify(a, r, o, oe, tol_model, *sides)
+    tol_base = kappa * flat.eps * (np.abs(o) + scale_o)
+    tol_model = tol_base + sensitivity
+    sides = (est.left[:, 0], est.right[:, 0], _hull_slack(est), est.side_error[:, 0])
+    labels = _classify(a, r, o, oe, tol_model, *sides, tol_kink=tol_base)
     tol = tol_model + 3 * oe
     worst, kinks = _elements(flat, labels, a, r, o, oe, tol, sides[0], sides[1])
     verdict, blame, ok = _verdict(labels, a is not None, "gradient")
@@ -574,9 +590,9 @@ def _probe_mode(flat, orc, a, r, oracle, kappa, name, probes, key, sensitivity, 
             o, oe = e.value[:, 0].copy(), e.error[:, 0].copy()
             tm = tol_model[suspicious]
             _complex_where_needed(orc, oracle, suspicious, o, oe, tm / 3, key_cs, who)
-            slack = 4 * e.side_error[:, 0] + e.step * np.abs(e.second[:, 0])
             labels = _classify(a[suspicious], r[suspicious], o, oe, tm, e.left[:, 0],
-                               e.right[:, 0], slack, e.side_error[:, 0])
+                               e.right[:, 0], _hull_slack(e), e.side_error[:, 0],
+                               tol_kink=tm - sensitivity[suspicious])
             worst, kinks = _elements(flat, labels, a[suspicious], r[suspicious], o, oe,
                                      tm + 3 * oe, e.left[:, 0], e.right[:, 0], index=suspicious)
     verdict, blame, ok = _verdict(labels if labels.size else np.array([R.PASS], object),
@@ -734,7 +750,7 @@ def _check_jacobian(fn, *args, jac=None, argnums=0, kappa=KAPPA, name=None,
     o, oe = est.value.T, est.error.T
     scale_o = np.max(np.abs(o), axis=1, keepdims=True)
     tol_model = kappa * flat.eps * (np.abs(o) + scale_o)
-    slack = 4 * est.side_error.T + est.step[None, :] * np.abs(est.second.T)
+    slack = _hull_slack(est).T
     labels = _classify(None if a is None else a.ravel(), rev.ravel(), o.ravel(), oe.ravel(),
                        tol_model.ravel(), est.left.T.ravel(), est.right.T.ravel(), slack.ravel(),
                        est.side_error.T.ravel())
