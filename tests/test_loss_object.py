@@ -63,7 +63,6 @@ def test_samples_are_valid_and_seeded(name):
 def test_jit_vmap_and_forward_mode_like_a_plain_function(name):
     loss = lj.get(name)
     args, kwargs = sample(loss)
-    p, rest = args[0], args[1:]
     f = lambda q, *r: loss(q, *r, **kwargs)  # noqa: E731
     eager = f(*args)
     np.testing.assert_allclose(jax.jit(f)(*args), eager, rtol=1e-13)

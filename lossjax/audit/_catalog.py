@@ -26,16 +26,44 @@ class CatalogRow:
     report: object
 
 
+class _Call:
+    """``method(*args, **hyper)`` with the array hyperparameters passed positionally after
+    the loss's own arguments. Hashable by value, so audits of the same loss share compiled
+    kernels (the float64 oracle of a float32 and a float64 audit is the same program)."""
+
+    def __init__(self, loss, method, n_args, array_names, static):
+        self.loss, self.method, self.n_args = loss, method, n_args
+        self.array_names, self.static = tuple(array_names), tuple(sorted(static.items()))
+        self.__name__ = f"{loss.name}.{method}" if method != "__call__" else loss.name
+
+    def _key(self):
+        return (self.loss.name, self.method, self.n_args, self.array_names, self.static)
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __eq__(self, other):
+        return isinstance(other, _Call) and self._key() == other._key()
+
+    def __call__(self, *args):
+        hyper = dict(self.static)
+        hyper.update(zip(self.array_names, args[self.n_args:]))
+        fn = self.loss if self.method == "__call__" else getattr(self.loss, self.method)
+        return fn(*args[:self.n_args], **hyper)
+
+
 def audit_loss(loss, dtype="float64", kind="generic", key=None):
     """The AuditReport of one loss's .grad (and .hess_diag) at its ``kind`` sample."""
     key = jax.random.PRNGKey(0) if key is None else key
     with _oracle.x64():
         args, kwargs = loss.sample(key, jnp.dtype(dtype), kind)
-        fn = lambda p, *rest: loss(p, *rest, **kwargs)  # noqa: E731
-        grad = lambda p, *rest: loss.grad(p, *rest, **kwargs)  # noqa: E731
-        hess = (lambda p, *rest: loss.hess_diag(p, *rest, **kwargs)) if loss.has_hess_diag \
-            else None
-        return check(fn, *args, grad=grad, hess=hess, name=f"{loss.name}[{kind}]")
+        arrays = {k: v for k, v in kwargs.items() if hasattr(v, "dtype")}
+        static = {k: v for k, v in kwargs.items() if k not in arrays}
+        calls = {m: _Call(loss, m, len(args), arrays, static)
+                 for m in ("__call__", "grad", "hess_diag")}
+        return check(calls["__call__"], *args, *arrays.values(), grad=calls["grad"],
+                     hess=calls["hess_diag"] if loss.has_hess_diag else None,
+                     name=f"{loss.name}[{kind}]")
 
 
 def catalog(losses=None, dtypes=DTYPES, kinds=KINDS, progress=None) -> list[CatalogRow]:

@@ -1,0 +1,103 @@
+"""Audit speed, side by side in one process.
+
+1. Exhaustive check of a 4096-input mean squared error in float64, warm, against
+   torch.autograd.gradcheck in its slow (exhaustive) mode on the same function and data
+   (skipped when PyTorch is not installed; it is optional). Goal: >= 10x faster.
+2. The whole lj.audit.catalog() (every loss, float32 and float64, generic and edge samples,
+   Hessian diagonals), compile included. Goal: < 60 s on 2 cores.
+
+    python benchmarks/bench_audit.py [--repeats 5] [--json PATH]
+"""
+import argparse
+import json
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import lossjax as lj
+from lossjax import audit
+
+
+def median_time(fn, repeats):
+    fn()                                           # warm-up (compilation)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--n", type=int, default=4096)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    n = args.n
+    rng = np.random.default_rng(0)
+    p_np, t_np = rng.standard_normal(n), rng.standard_normal(n)
+    with audit._oracle.x64():
+        p, t = jnp.asarray(p_np, jnp.float64), jnp.asarray(t_np, jnp.float64)
+
+    def mse(a, b):
+        return jnp.mean((a - b) ** 2)
+
+    def mse_grad(a, b):
+        return 2 * (a - b) / a.size
+
+    results = {"n": n, "backend": jax.default_backend()}
+    rows = []
+    for label, options in [("lossjax audit (default: Richardson + kinks, complex step where "
+                            "needed)", {}),
+                           ("lossjax audit, oracle='complex'", {"oracle": "complex"})]:
+        def run(options=options):
+            report = audit.check(mse, p, t, grad=mse_grad, **options)
+            assert report.ok, report.verdict
+        seconds = median_time(run, args.repeats)
+        rows.append((label, seconds))
+        results[label] = seconds
+    try:
+        import torch
+        pt = torch.tensor(p_np, dtype=torch.float64, requires_grad=True)
+        tt = torch.tensor(t_np, dtype=torch.float64)
+
+        def torch_slow():
+            assert torch.autograd.gradcheck(lambda a: torch.mean((a - tt) ** 2), (pt,),
+                                            fast_mode=False)
+        seconds = median_time(torch_slow, args.repeats)
+        rows.append(("torch.autograd.gradcheck slow mode", seconds))
+        results["torch.autograd.gradcheck slow mode"] = seconds
+        results["torch_version"] = torch.__version__
+    except ImportError:
+        results["torch.autograd.gradcheck slow mode"] = None
+
+    print(f"## Exhaustive gradient check, {n}-input MSE, float64, warm "
+          f"(median of {args.repeats})\n")
+    print("| checker | seconds | speed-up vs gradcheck slow |")
+    print("|---|---|---|")
+    ref = results.get("torch.autograd.gradcheck slow mode")
+    for label, seconds in rows:
+        ratio = f"{ref / seconds:.1f}x" if ref else "—"
+        print(f"| {label} | {seconds:.4f} | {ratio} |")
+
+    jax.clear_caches()
+    start = time.perf_counter()
+    catalog_rows = audit.catalog()
+    seconds = time.perf_counter() - start
+    results["catalog_seconds"] = seconds
+    results["catalog_audits"] = len(catalog_rows)
+    results["catalog_failures"] = sum(not r.ok for r in catalog_rows)
+    print(f"\n## lj.audit.catalog(): {len(catalog_rows)} audits of {len(lj.catalog())} losses "
+          f"(float32 + float64, generic + edge, Hessian diagonals), compile included: "
+          f"{seconds:.1f} s, {results['catalog_failures']} failures")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
