@@ -199,13 +199,13 @@ class Oracle:
             rms = np.linalg.norm(np.asarray(vectors), axis=1) / np.sqrt(self.n)
             steps_all = relative_step * float(np.median(np.asarray(self.scale))) / \
                 np.where(rms > 0, rms, 1.0)
-        parts = []
+        pending = []   # dispatch every chunk before reading any: JAX runs them asynchronously
         for lo, hi in self._chunks(count):
             d, used = self._directions(index, vectors, lo, hi)
             steps = np.zeros((self.chunk, 1))
             steps[:used, 0] = steps_all[lo:hi]
-            out = self._finite_differences(d, jnp.asarray(steps))
-            parts.append([np.asarray(o)[:used] for o in out])
+            pending.append((self._finite_differences(d, jnp.asarray(steps)), used))
+        parts = [[np.asarray(o)[:used] for o in out] for out, used in pending]
         fields = [np.concatenate([p[k] for p in parts]) for k in range(13)]
         return Estimates(*fields, step=np.asarray(steps_all))
 
@@ -244,11 +244,11 @@ class Oracle:
 
     def complex_step(self, index=None, vectors=None):
         count = len(index) if vectors is None else vectors.shape[0]
-        parts = []
+        pending = []
         for lo, hi in self._chunks(count):
             d, used = self._directions(index, vectors, lo, hi)
-            parts.append(np.asarray(self._complex(d))[:used])
-        return np.concatenate(parts)
+            pending.append((self._complex(d), used))
+        return np.concatenate([np.asarray(out)[:used] for out, used in pending])
 
     def detect_complex_safe(self, key):
         """Complex step is usable when f accepts complex input, its real part is f, and two
