@@ -28,18 +28,22 @@ class Terms(NamedTuple):
 
     value:      per-element loss values (the *elements* that reductions act on).
     grad:       () -> d value_i / d predictions, shaped like the predictions (for a loss over a
-                class axis, row i holds the derivative of value_i w.r.t. its logits).
+                class axis, row i holds the derivative of value_i w.r.t. its logits); None
+                when no closed form exists (the Loss then says why in ``grad_note``).
     hess:       () -> second derivatives matching ``grad`` (diagonal), or None.
     class_axis: axis of the predictions that each element reduces over; None if elementwise.
     mask:       elements that count (False for ignored labels), or None.
     normalizer: per-element weights for the mean's denominator (see lossjax.reduce), or None.
+    partials:   {argument name: () -> d value_i / d that argument}, shaped like ``grad``'s
+                result or broadcastable to it, for ``.grad(..., wrt=name)``.
     """
     value: Any
-    grad: Callable[[], Any]
+    grad: Optional[Callable[[], Any]]
     hess: Optional[Callable[[], Any]] = None
     class_axis: Optional[int] = None
     mask: Any = None
     normalizer: Any = None
+    partials: Optional[dict] = None
 
 
 class Sample(NamedTuple):
@@ -54,13 +58,15 @@ class Kink:
 
     where:       the condition, in words.
     subgradient: what ``.grad`` (order 1) or ``.hess_diag`` (order 2) returns there.
-    locate:      (*args, **hyperparameters) -> boolean array shaped like the predictions.
+    locate:      (*args, **hyperparameters) -> boolean array shaped like ``argument``.
     order:       1 if the first derivative jumps there, 2 if only the second does.
+    argument:    the argument the kink is in (None: the predictions).
     """
     where: str
     subgradient: str
     locate: Callable[..., Any]
     order: int = 1
+    argument: Optional[str] = None
 
 
 _REDUCTION_PARAMS = [
@@ -88,14 +94,18 @@ class Loss:
 
     def __init__(self, terms_fn, *, family: str, formula: str, sampler, kinks=(),
                  elementwise: bool, has_hess_diag: Optional[bool] = None, references=(),
-                 _analytic_vjp: bool = False):
+                 grad_note: Optional[str] = None, grad_wrt=(), _analytic_vjp: bool = False):
         self._terms_fn = terms_fn
         self.name = terms_fn.__name__
         self.family = family
         self.formula = formula
         self.kinks = tuple(kinks)
         self.elementwise = elementwise
-        self.has_hess_diag = elementwise if has_hess_diag is None else has_hess_diag
+        self.grad_note = grad_note
+        self.grad_wrt = tuple(grad_wrt)   # other arguments with a hand-derived .grad(wrt=...)
+        self.has_grad = grad_note is None
+        self.has_hess_diag = (elementwise and self.has_grad) if has_hess_diag is None \
+            else has_hess_diag
         self.references = tuple(references)
         self._sampler = sampler
         self._analytic_vjp = _analytic_vjp
@@ -149,11 +159,25 @@ class Loss:
             return _with_analytic_derivative(self, bound, reduction, weights, where)
         return self._value(bound, reduction, weights, where)
 
-    def _derivative(self, which, args, kwargs, reduction, weights, where, cotangent=None):
-        terms, w, m, out_dtype = self._terms(self._bind(args, kwargs), reduction, weights, where)
-        coef = _reduce.coefficients(terms.value, reduction, w, m, terms.normalizer, cotangent)
+    def _derivative(self, which, args, kwargs, reduction, weights, where, wrt=None):
+        if which == "grad" and not self.has_grad:
+            raise NotImplementedError(f"{self.name} has no hand-derived gradient: "
+                                      f"{self.grad_note} Use jax.grad(lj.{self.name}).")
+        bound = self._bind(args, kwargs)
+        terms, w, m, out_dtype = self._terms(bound, reduction, weights, where)
+        coef = _reduce.coefficients(terms.value, reduction, w, m, terms.normalizer)
         if terms.class_axis is not None:
             coef = jnp.expand_dims(coef, terms.class_axis)
+        first = next(iter(self._signature.parameters))
+        if wrt is not None and wrt != first:
+            partial = (terms.partials or {}).get(wrt)
+            if partial is None or which != "grad":
+                known = ", ".join([first, *(terms.partials or {})])
+                raise ValueError(f"{self.name}.{which}: no hand-derived derivative w.r.t. "
+                                 f"`{wrt}`; available: {known}.")
+            target = jnp.asarray(bound.arguments[wrt])
+            dtype = target.dtype if jnp.issubdtype(target.dtype, jnp.floating) else out_dtype
+            return _sum_to_shape(coef * partial(), target.shape).astype(dtype)
         derivative = getattr(terms, which)
         if derivative is None:
             raise NotImplementedError(
@@ -161,14 +185,16 @@ class Loss:
                 f"loss); use jax.hessian(lj.{self.name}) instead.")
         return (coef * derivative()).astype(out_dtype)
 
-    def grad(self, *args, reduction="mean", weights=None, where=None, **kwargs):
-        """Hand-derived gradient of the reduced value w.r.t. the predictions (first argument).
+    def grad(self, *args, reduction="mean", weights=None, where=None, wrt=None, **kwargs):
+        """Hand-derived gradient of the reduced value w.r.t. the predictions (first argument),
+        or w.r.t. the argument named ``wrt`` where the loss provides it (e.g. the fake logits
+        of a GAN loss, or alpha and scale of the adaptive robust loss).
 
         Same arguments as the loss. With ``reduction="none"`` it is the gradient of the sum of
         the per-element values (for elementwise losses: each element's own derivative).
         At a kink it returns the subgradient listed in ``.kinks``.
         """
-        return self._derivative("grad", args, kwargs, reduction, weights, where)
+        return self._derivative("grad", args, kwargs, reduction, weights, where, wrt)
 
     def hess_diag(self, *args, reduction="mean", weights=None, where=None, **kwargs):
         """Hand-derived diagonal of the Hessian of the reduced value w.r.t. the predictions."""
@@ -183,10 +209,13 @@ class Loss:
         keep working (a ``custom_vjp`` would break them). Derivatives w.r.t. other float
         arguments (targets, variances, weights, traced hyperparameters) use autodiff.
         """
+        if not self.has_grad:
+            raise NotImplementedError(f"{self.name} has no hand-derived gradient: "
+                                      f"{self.grad_note}")
         return Loss(self._terms_fn, family=self.family, formula=self.formula,
                     sampler=self._sampler, kinks=self.kinks, elementwise=self.elementwise,
                     has_hess_diag=self.has_hess_diag, references=self.references,
-                    _analytic_vjp=True)
+                    grad_wrt=self.grad_wrt, _analytic_vjp=True)
 
     # -- sampling ---------------------------------------------------------------------------
 
@@ -251,12 +280,20 @@ def _analytic_tangent(loss: Loss, bound, reduction, weights, where, tangent):
     return _reduce.reduce(directional, reduction, w, m, terms.normalizer).astype(out_dtype)
 
 
+def _sum_to_shape(x, shape):
+    """Sum ``x`` over the axes that broadcasting added to an array of ``shape``."""
+    x = jnp.sum(x, axis=tuple(range(x.ndim - len(shape))))
+    axes = tuple(i for i, (a, b) in enumerate(zip(x.shape, shape)) if b == 1 and a != 1)
+    return jnp.sum(x, axis=axes, keepdims=True).reshape(shape)
+
+
 def loss(*, family: str, formula: str, sampler, kinks=(), elementwise: bool,
-         has_hess_diag: Optional[bool] = None, references=()):
+         has_hess_diag: Optional[bool] = None, references=(), grad_note=None, grad_wrt=()):
     """Decorator: turn a terms function into a registered :class:`Loss`."""
     def wrap(terms_fn) -> Loss:
         obj = Loss(terms_fn, family=family, formula=formula, sampler=sampler, kinks=kinks,
-                   elementwise=elementwise, has_hess_diag=has_hess_diag, references=references)
+                   elementwise=elementwise, has_hess_diag=has_hess_diag, references=references,
+                   grad_note=grad_note, grad_wrt=grad_wrt)
         if obj.name in _REGISTRY:
             raise RuntimeError(f"a loss named {obj.name!r} is already registered")
         _REGISTRY[obj.name] = obj

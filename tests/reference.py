@@ -131,3 +131,41 @@ def softmax_focal_loss(z, labels, alpha=None, gamma=2.0):
     a = 1.0 if alpha is None else np.asarray(alpha)[labels]
     with np.errstate(divide="ignore", invalid="ignore"):
         return -a * (1 - py) ** gamma * np.log(py)
+
+
+# -- adversarial (written with log-sigmoid from its definition) -------------------------------
+
+def minimax_discriminator(r, f):
+    return -log_sigmoid(r) - log_sigmoid(-f)          # -log D(real) - log(1 - D(fake))
+
+
+def minimax_generator(f):
+    return log_sigmoid(-f)                            # log(1 - D(fake))
+
+
+def nonsaturating_generator(f):
+    return -log_sigmoid(f)
+
+
+def lsgan_discriminator(r, f):
+    return 0.5 * (r - 1) ** 2 + 0.5 * f ** 2
+
+
+def lsgan_generator(f):
+    return 0.5 * (f - 1) ** 2
+
+
+def hinge_discriminator(r, f):
+    return np.maximum(0, 1 - r) + np.maximum(0, 1 + f)
+
+
+def hinge_generator(f):
+    return -f
+
+
+def wasserstein_critic(r, f):
+    return f - r
+
+
+def wasserstein_generator(f):
+    return -f

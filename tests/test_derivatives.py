@@ -3,6 +3,8 @@
 Away from kinks .grad must equal jax.grad (float64: rtol 1e-10); on a declared kink it must
 equal the midpoint of the one-sided autodiff derivatives (what .kinks promises).
 """
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,10 +16,11 @@ from conftest import NAMES, sample
 KINDS = ["generic", "edge"]
 
 
-def kinked(loss, args, kwargs, order):
-    mask = np.zeros(np.shape(args[0]), bool)
+def kinked(loss, args, kwargs, order, argument=None):
+    index = 0 if argument is None else list(inspect.signature(loss).parameters).index(argument)
+    mask = np.zeros(np.shape(args[index]), bool)
     for kink in loss.kinks:
-        if kink.order == order:
+        if kink.order == order and kink.argument == argument:
             mask |= np.asarray(kink.locate(*args, **kwargs))
     return mask
 
@@ -46,6 +49,31 @@ def test_grad_matches_autodiff_float64(name, kind):
     if kinks.any():
         one_sided = midpoint(g, p, 1e-7)
         assert_matches(analytic[kinks], one_sided[kinks], 1e-5, 1e-7)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name, wrt", [(n, w) for n in NAMES for w in lj.get(n).grad_wrt])
+def test_grad_wrt_other_arguments_matches_autodiff(name, wrt, kind):
+    loss = lj.get(name)
+    args, kwargs = sample(loss, kind)
+    i = list(inspect.signature(loss).parameters).index(wrt)
+    g = jax.grad(lambda *a: loss(*a, **kwargs), argnums=i)
+    analytic, auto = np.asarray(loss.grad(*args, wrt=wrt, **kwargs)), np.asarray(g(*args))
+    kinks = kinked(loss, args, kwargs, 1, argument=wrt)
+    assert_matches(analytic[~kinks], auto[~kinks], 1e-10, 1e-14)
+    if kinks.any():
+        def g_at(v):
+            moved = list(args)
+            moved[i] = v
+            return g(*moved)
+        assert_matches(analytic[kinks], midpoint(g_at, args[i], 1e-7)[kinks], 1e-5, 1e-7)
+
+
+def test_grad_wrt_unknown_argument_is_a_clear_error():
+    r, f = sample(lj.wasserstein_critic).args
+    with pytest.raises(ValueError, match="no hand-derived derivative w.r.t. `labels`; "
+                                         "available: real_logits, fake_logits"):
+        lj.wasserstein_critic.grad(r, f, wrt="labels")
 
 
 def test_kinks_are_sampled():

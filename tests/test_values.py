@@ -11,7 +11,10 @@ from conftest import sample
 
 ELEMENTWISE = ["mse", "mae", "huber", "smooth_l1", "log_cosh", "quantile", "poisson_nll",
                "gaussian_nll", "binary_cross_entropy", "binary_cross_entropy_with_logits",
-               "focal_loss", "hinge", "squared_hinge"]
+               "focal_loss", "hinge", "squared_hinge", "minimax_discriminator",
+               "minimax_generator", "nonsaturating_generator", "lsgan_discriminator",
+               "lsgan_generator", "hinge_discriminator", "hinge_generator", "wasserstein_critic",
+               "wasserstein_generator"]
 
 
 def np_tree(x):

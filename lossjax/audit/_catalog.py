@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +37,10 @@ class _Call:
         self.array_names, self.static = tuple(array_names), tuple(sorted(static.items()))
         self.__name__ = f"{loss.name}.{method}" if method != "__call__" else loss.name
 
+    def with_static(self, **extra):
+        return _Call(self.loss, self.method, self.n_args, self.array_names,
+                     {**dict(self.static), **extra})
+
     def _key(self):
         return (self.loss.name, self.method, self.n_args, self.array_names, self.static)
 
@@ -61,9 +66,23 @@ def audit_loss(loss, dtype="float64", kind="generic", key=None):
         static = {k: v for k, v in kwargs.items() if k not in arrays}
         calls = {m: _Call(loss, m, len(args), arrays, static)
                  for m in ("__call__", "grad", "hess_diag")}
-        return check(calls["__call__"], *args, *arrays.values(), grad=calls["grad"],
-                     hess=calls["hess_diag"] if loss.has_hess_diag else None,
-                     name=f"{loss.name}[{kind}]")
+        inputs = (*args, *arrays.values())
+        report = check(calls["__call__"], *inputs,
+                       grad=calls["grad"] if loss.has_grad else None,
+                       hess=calls["hess_diag"] if loss.has_hess_diag else None,
+                       name=f"{loss.name}[{kind}]")
+        if not loss.has_grad:
+            report.verdict += f" (no hand-derived gradient: {loss.grad_note})"
+        names = list(inspect.signature(loss).parameters)
+        for wrt in loss.grad_wrt:
+            sub = check(calls["__call__"], *inputs, grad=calls["grad"].with_static(wrt=wrt),
+                        argnums=names.index(wrt), name=f"{loss.name}[{kind}] w.r.t. {wrt}")
+            sub.quantity = f"gradient w.r.t. {wrt}"
+            report.sub_reports.append(sub)
+            if not sub.ok and report.ok:
+                report.ok, report.blame = False, sub.blame
+                report.verdict = f"{report.verdict}; but {sub.quantity}: {sub.verdict}"
+        return report
 
 
 def catalog(losses=None, dtypes=DTYPES, kinds=KINDS, progress=None) -> list[CatalogRow]:

@@ -238,6 +238,13 @@ def _conditioning(derivatives, target, flat, key, count=4):
     return deviation
 
 
+def _magnitude(derivative, x):
+    """sum |x_i df/dx_i|: the size of what f is computed from, to first order. When those
+    terms cancel (f - r with large scores), rounding is relative to them, not to |f|."""
+    terms = np.abs(derivative) * np.abs(x)
+    return float(np.sum(terms[np.isfinite(terms)]))
+
+
 def _z_for(probes, miss=0.01):
     """z with P(|N(0,1)| < z)^probes = miss: a discrepancy of norm >= tol/z is caught with
     probability >= 1 - miss by ``probes`` Gaussian probes."""
@@ -453,8 +460,9 @@ def _check(fn, *args, grad=None, hess=None, hvp=None, argnums=0, mode="auto",
 
     forward = _forward_probes(bound, target, dynamic, flat, r, k_forward, flat.eps, kappa)
     with _oracle.x64():
-        orc = _oracle.Oracle(_FlatCall(bound), flat.ravel(target, who, "target"),
-                             _to_float64(dynamic), memory)
+        x = flat.ravel(target, who, "target")
+        orc = _oracle.Oracle(_FlatCall(bound), x, _to_float64(dynamic), memory,
+                             magnitude=_magnitude(r, x))
         scale_r = np.max(np.abs(r[np.isfinite(r)]), initial=0.0)
         tol_model = kappa * flat.eps * (np.abs(r) + scale_r) + sensitivity
         if exhaustive:
@@ -742,8 +750,9 @@ def _check_jacobian(fn, *args, jac=None, argnums=0, kappa=KAPPA, name=None,
     rev = as_matrix(jax.jacrev(g)(target), "jacrev")
     fwd = as_matrix(jax.jacfwd(g)(target), "jacfwd")
     a = None if jac is None else as_matrix(jac(*args), "jac(*args)")
-    orc = _oracle.Oracle(_FlatCall(bound, "ravel"), flat.ravel(target, who, "target"),
-                         _to_float64(dynamic), memory)
+    x = flat.ravel(target, who, "target")
+    orc = _oracle.Oracle(_FlatCall(bound, "ravel"), x, _to_float64(dynamic), memory,
+                         magnitude=np.max(np.abs(rev) @ np.abs(x), initial=0.0))
     scale_r = np.max(np.abs(rev), axis=1, keepdims=True)
     tol_model = kappa * flat.eps * (np.abs(rev) + scale_r)
     est = orc.refined(np.arange(flat.n), target=(tol_model / 3).T)

@@ -58,10 +58,13 @@ class Estimates:
     step: np.ndarray           # base step used, per direction
 
 
-def _richardson(values, f0, h):
-    """Estimates from f at x + m h d for m in _MULTIPLIERS; values (..., 6, m), h (..., 1)."""
+def _richardson(values, f0, h, magnitude):
+    """Estimates from f at x + m h d for m in _MULTIPLIERS; values (..., 6, m), h (..., 1).
+
+    ``magnitude`` is the size of the terms f is computed from (sum |x_i df/dx_i|): when they
+    cancel, rounding is relative to them, not to |f|."""
     F = [values[..., k, :] for k in range(6)]
-    scale = jnp.max(jnp.abs(values), axis=-2) + jnp.abs(f0)
+    scale = jnp.max(jnp.abs(values), axis=-2) + jnp.abs(f0) + magnitude
     rounding = 2 * EPS64 * scale        # a few roundings of each evaluation of f
     d1, d2, d3 = (F[0] - F[5]) / (2 * h), (F[1] - F[4]) / h, (F[2] - F[3]) / (h / 2)
     r1a, r1b = (4 * d2 - d1) / 3, (4 * d3 - d2) / 3
@@ -124,13 +127,13 @@ def _unit_vectors(index, n):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _fd_kernel(f, x, f0, extra, directions, steps):
+def _fd_kernel(f, x, f0, magnitude, extra, directions, steps):
     """Richardson estimates along a chunk of directions: one compiled call per chunk shape."""
     def along(d, h):
         d = d.astype(x.dtype)
         pts = x[None, :] + (h * jnp.asarray(_MULTIPLIERS))[:, None] * d[None, :]
         vals = jax.vmap(lambda p: jnp.atleast_1d(f(p, extra)))(pts)
-        return _richardson(vals, f0, h)
+        return _richardson(vals, f0, h, magnitude)
     return jax.vmap(along)(directions, steps)
 
 
@@ -146,15 +149,17 @@ def _cs_kernel(f, x, extra, directions):
 class Oracle:
     """Finite-difference and complex-step derivatives of ``f(x, extra): R^n -> R^m`` at ``x``.
 
-    ``f`` must be hashable (it is a static argument of the compiled kernels, so a second audit
+    ``magnitude`` (sum |x_i df/dx_i|, per output) sizes the rounding noise of f when its terms
+    cancel. ``f`` must be hashable (it is a static argument of the compiled kernels, so a second audit
     of the same function with the same shapes reuses them) and take a flat float64 (or
     complex128) vector plus ``extra``, a pytree of the other arguments. Build it and call every
     method inside :func:`x64`. ``memory`` bounds the perturbed inputs held at once (bytes).
     """
 
-    def __init__(self, f, x, extra=(), memory=256 * 2 ** 20):
+    def __init__(self, f, x, extra=(), memory=256 * 2 ** 20, magnitude=0.0):
         self.f = f
         self.extra = extra
+        self.magnitude = jnp.asarray(magnitude, jnp.float64)
         self.x = jnp.asarray(x, jnp.float64)
         self.n = self.x.size
         self.f0 = jnp.atleast_1d(jnp.asarray(f(self.x, extra), jnp.float64))
@@ -169,7 +174,7 @@ class Oracle:
         self.complex_safe = None
 
     def _finite_differences(self, directions, steps):
-        return _fd_kernel(self.f, self.x, self.f0, self.extra, directions, steps)
+        return _fd_kernel(self.f, self.x, self.f0, self.magnitude, self.extra, directions, steps)
 
     def _complex(self, directions):
         return _cs_kernel(self.f, self.x, self.extra, directions)
