@@ -169,3 +169,25 @@ def wasserstein_critic(r, f):
 
 def wasserstein_generator(f):
     return -f
+
+
+# -- robust ------------------------------------------------------------------------------------
+
+def adaptive_robust(p, t, alpha=1.0, scale=1.0):
+    """Barron (2019), eq. (1) and its special cases, elementwise."""
+    x = p - t
+    alpha = np.broadcast_to(alpha, x.shape).astype(np.float64)
+    z2 = (x / scale) ** 2
+    out = np.empty_like(z2)
+    for i in np.ndindex(x.shape):
+        a, z = alpha[i], z2[i]
+        if a == 2:
+            out[i] = z / 2
+        elif a == 0:
+            out[i] = np.log(z / 2 + 1)
+        elif a == -np.inf:
+            out[i] = 1 - np.exp(-z / 2)
+        else:
+            b = abs(a - 2)
+            out[i] = b / a * ((z / b + 1) ** (a / 2) - 1)
+    return out

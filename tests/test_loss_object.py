@@ -19,6 +19,7 @@ EXPECTED = {
     "classification": {"binary_cross_entropy", "binary_cross_entropy_with_logits",
                        "cross_entropy", "nll", "kl_divergence", "focal_loss",
                        "softmax_focal_loss", "hinge", "squared_hinge"},
+    "robust": {"adaptive_robust"},
     "adversarial": {"minimax_discriminator", "minimax_generator", "nonsaturating_generator",
                     "lsgan_discriminator", "lsgan_generator", "hinge_discriminator",
                     "hinge_generator", "wasserstein_critic", "wasserstein_generator"},

@@ -73,10 +73,13 @@ def audit_loss(loss, dtype="float64", kind="generic", key=None):
                        name=f"{loss.name}[{kind}]")
         if not loss.has_grad:
             report.verdict += f" (no hand-derived gradient: {loss.grad_note})"
-        names = list(inspect.signature(loss).parameters)
+        positions = {name: i for i, name in enumerate(
+            list(inspect.signature(loss).parameters)[:len(args)] + list(arrays))}
         for wrt in loss.grad_wrt:
+            if wrt not in positions:      # a hyperparameter the sample leaves at its default
+                continue
             sub = check(calls["__call__"], *inputs, grad=calls["grad"].with_static(wrt=wrt),
-                        argnums=names.index(wrt), name=f"{loss.name}[{kind}] w.r.t. {wrt}")
+                        argnums=positions[wrt], name=f"{loss.name}[{kind}] w.r.t. {wrt}")
             sub.quantity = f"gradient w.r.t. {wrt}"
             report.sub_reports.append(sub)
             if not sub.ok and report.ok:

@@ -241,7 +241,8 @@ def _conditioning(derivatives, target, flat, key, count=4):
 def _magnitude(derivative, x):
     """sum |x_i df/dx_i|: the size of what f is computed from, to first order. When those
     terms cancel (f - r with large scores), rounding is relative to them, not to |f|."""
-    terms = np.abs(derivative) * np.abs(x)
+    with np.errstate(invalid="ignore"):
+        terms = np.abs(derivative) * np.abs(x)
     return float(np.sum(terms[np.isfinite(terms)]))
 
 
@@ -314,7 +315,7 @@ def _elements(flat, labels, a, r, o, oe, tol, left=None, right=None, index=None,
     with np.errstate(invalid="ignore", divide="ignore"):
         score = np.where(np.isfinite(chosen), np.abs(chosen - o) / np.maximum(tol, 1e-300), np.inf)
     score = np.where(np.isnan(score), np.inf, score)
-    failing = np.array([lab not in (R.PASS, R.KINK) for lab in labels])
+    failing = np.array([lab not in (R.PASS, R.KINK, R.SKIPPED) for lab in labels])
     order = np.lexsort((-score, ~failing))
 
     def record(k):
@@ -333,7 +334,8 @@ def _elements(flat, labels, a, r, o, oe, tol, left=None, right=None, index=None,
 
 
 def _counts(labels):
-    names = [R.PASS, R.KINK, R.HAND_WRONG, R.NOT_SUBGRADIENT, R.ALL_DISAGREE, R.SHARED_WRONG,
+    names = [R.PASS, R.KINK, R.SKIPPED, R.HAND_WRONG, R.NOT_SUBGRADIENT, R.ALL_DISAGREE,
+             R.SHARED_WRONG,
              R.AUTODIFF_WRONG, R.UNSTABLE]
     return {n: int(np.sum(labels == n)) for n in names if n == R.PASS or np.any(labels == n)}
 
@@ -528,6 +530,8 @@ def _exhaustive(flat, orc, a, r, tol_model, oracle, kappa, name, sensitivity, ke
     tol_model = tol_base + sensitivity
     sides = (est.left[:, 0], est.right[:, 0], _hull_slack(est), est.side_error[:, 0])
     labels = _classify(a, r, o, oe, tol_model, *sides, tol_kink=tol_base)
+    # An infinite input (alpha = -inf) cannot be perturbed: its derivative is a limit.
+    labels[~np.isfinite(np.asarray(orc.x))] = R.SKIPPED
     tol = tol_model + 3 * oe
     worst, kinks = _elements(flat, labels, a, r, o, oe, tol, sides[0], sides[1])
     verdict, blame, ok = _verdict(labels, a is not None, "gradient")

@@ -15,6 +15,7 @@ SHARED_WRONG = "hand-derived and autodiff agree, oracle differs"
 AUTODIFF_WRONG = "autodiff wrong"
 UNSTABLE = "unstable"
 KINK = "kink"
+SKIPPED = "not checked (input not finite)"
 PASS = "pass"
 FAILURES = (HAND_WRONG, NOT_SUBGRADIENT, ALL_DISAGREE, SHARED_WRONG)
 
