@@ -36,6 +36,10 @@ class Terms(NamedTuple):
     normalizer: per-element weights for the mean's denominator (see lossjax.reduce), or None.
     partials:   {argument name: () -> d value_i / d that argument}, shaped like ``grad``'s
                 result or broadcastable to it, for ``.grad(..., wrt=name)``.
+    vjp, jvp:   for losses where an input entry feeds several elements (softmax Dice):
+                vjp(c) -> sum_i c_i d value_i / d predictions (c shaped like ``value``) and
+                jvp(tangent) -> d value_i along ``tangent``; they replace ``grad`` and
+                ``class_axis``.
     """
     value: Any
     grad: Optional[Callable[[], Any]]
@@ -44,6 +48,8 @@ class Terms(NamedTuple):
     mask: Any = None
     normalizer: Any = None
     partials: Optional[dict] = None
+    vjp: Optional[Callable[[Any], Any]] = None
+    jvp: Optional[Callable[[Any], Any]] = None
 
 
 class Sample(NamedTuple):
@@ -166,9 +172,11 @@ class Loss:
         bound = self._bind(args, kwargs)
         terms, w, m, out_dtype = self._terms(bound, reduction, weights, where)
         coef = _reduce.coefficients(terms.value, reduction, w, m, terms.normalizer)
+        first = next(iter(self._signature.parameters))
+        if terms.vjp is not None and which == "grad" and wrt in (None, first):
+            return terms.vjp(coef).astype(out_dtype)
         if terms.class_axis is not None:
             coef = jnp.expand_dims(coef, terms.class_axis)
-        first = next(iter(self._signature.parameters))
         if wrt is not None and wrt != first:
             partial = (terms.partials or {}).get(wrt)
             if partial is None or which != "grad":
@@ -274,9 +282,13 @@ def _with_analytic_derivative(loss: Loss, bound, reduction, weights, where):
 def _analytic_tangent(loss: Loss, bound, reduction, weights, where, tangent):
     """sum_k d(value_i)/d(pred_ik) * tangent_ik, reduced like the value: linear in tangent."""
     terms, w, m, out_dtype = loss._terms(bound, reduction, weights, where)
-    directional = terms.grad() * _upcast(tangent).astype(terms.value.dtype)
-    if terms.class_axis is not None:
-        directional = jnp.sum(directional, axis=terms.class_axis)
+    tangent = _upcast(tangent).astype(terms.value.dtype)
+    if terms.jvp is not None:
+        directional = terms.jvp(tangent)
+    else:
+        directional = terms.grad() * tangent
+        if terms.class_axis is not None:
+            directional = jnp.sum(directional, axis=terms.class_axis)
     return _reduce.reduce(directional, reduction, w, m, terms.normalizer).astype(out_dtype)
 
 

@@ -136,8 +136,8 @@ def test_softmax_focal_has_no_hess_diag():
         lj.softmax_focal_loss.hess_diag(*args, **kwargs)
 
 
-def reduction_variants(loss, args):
-    shape = loss(*args, reduction="none").shape
+def reduction_variants(loss, args, kwargs):
+    shape = loss(*args, reduction="none", **kwargs).shape
     key = jax.random.PRNGKey(7)
     w = jax.random.uniform(key, shape, jnp.float64, 0.1, 2.0)
     m = jax.random.bernoulli(key, 0.6, shape)
@@ -151,7 +151,7 @@ def test_grad_under_reductions_weights_and_masks(name):
     loss = lj.get(name)
     args, kwargs = sample(loss)
     p, rest = args[0], args[1:]
-    for red in reduction_variants(loss, args):
+    for red in reduction_variants(loss, args, kwargs):
         auto = jax.grad(lambda q: loss(q, *rest, **kwargs, **red))(p)
         assert_matches(loss.grad(*args, **kwargs, **red), auto, 1e-10, 1e-14)
     # reduction="none": .grad is the gradient of the sum of the elements.

@@ -1,2 +1,3 @@
 """The catalogue, one module per family. Importing a module registers its losses."""
-from lossjax.losses import regression, classification, robust, adversarial  # noqa: F401
+from lossjax.losses import (  # noqa: F401
+    regression, classification, segmentation, robust, adversarial)
