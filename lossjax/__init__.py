@@ -15,6 +15,7 @@ from lossjax.losses.classification import (
     kl_divergence, nll, softmax_focal_loss, squared_hinge)
 from lossjax.losses.segmentation import dice, jaccard, tversky
 from lossjax.losses.robust import adaptive_robust
+from lossjax.losses.composite import WeightedSum, uncertainty_weighting, weighted_sum
 from lossjax.losses.adversarial import (
     gradient_penalty, hinge_discriminator, hinge_generator, lsgan_discriminator, lsgan_generator,
     minimax_discriminator, minimax_generator, nonsaturating_generator, wasserstein_critic,
@@ -30,4 +31,5 @@ __all__ = [
     "dice", "tversky", "jaccard", "adaptive_robust", "minimax_discriminator", "minimax_generator", "nonsaturating_generator",
     "lsgan_discriminator", "lsgan_generator", "hinge_discriminator", "hinge_generator",
     "wasserstein_critic", "wasserstein_generator", "gradient_penalty",
+    "uncertainty_weighting", "weighted_sum", "WeightedSum",
 ]

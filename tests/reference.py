@@ -191,3 +191,8 @@ def adaptive_robust(p, t, alpha=1.0, scale=1.0):
             b = abs(a - 2)
             out[i] = b / a * ((z / b + 1) ** (a / 2) - 1)
     return out
+
+
+def uncertainty_weighting(losses, log_vars, factor=0.5):
+    sigma2 = np.exp(log_vars)                       # Kendall et al. (2018), eq. (7)
+    return factor * losses / sigma2 + 0.5 * np.log(sigma2)

@@ -21,6 +21,7 @@ EXPECTED = {
                        "softmax_focal_loss", "hinge", "squared_hinge"},
     "segmentation": {"dice", "tversky", "jaccard"},
     "robust": {"adaptive_robust"},
+    "composite": {"uncertainty_weighting"},
     "adversarial": {"minimax_discriminator", "minimax_generator", "nonsaturating_generator",
                     "lsgan_discriminator", "lsgan_generator", "hinge_discriminator",
                     "hinge_generator", "wasserstein_critic", "wasserstein_generator"},

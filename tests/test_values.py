@@ -14,7 +14,7 @@ ELEMENTWISE = ["mse", "mae", "huber", "smooth_l1", "log_cosh", "quantile", "pois
                "focal_loss", "hinge", "squared_hinge", "minimax_discriminator",
                "minimax_generator", "nonsaturating_generator", "lsgan_discriminator",
                "lsgan_generator", "hinge_discriminator", "hinge_generator", "wasserstein_critic",
-               "wasserstein_generator", "adaptive_robust"]
+               "wasserstein_generator", "adaptive_robust", "uncertainty_weighting"]
 
 
 def np_tree(x):
