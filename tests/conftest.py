@@ -10,6 +10,7 @@ import lossjax as lj  # noqa: E402
 
 CATALOG = lj.catalog()
 NAMES = [loss.name for loss in CATALOG]
+GRAD_NAMES = [loss.name for loss in CATALOG if loss.has_grad]   # ctc: autodiff only
 
 
 @pytest.fixture(params=NAMES)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import lossjax as lj
-from conftest import NAMES, sample
+from conftest import GRAD_NAMES, NAMES, sample
 
 KINDS = ["generic", "edge"]
 
@@ -37,7 +37,7 @@ def midpoint(fn, p, h):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", GRAD_NAMES)
 def test_grad_matches_autodiff_float64(name, kind):
     loss = lj.get(name)
     args, kwargs = sample(loss, kind)
@@ -130,6 +130,15 @@ def test_hess_diag_matches_autodiff_hessian(name, kind):
         assert_matches(analytic[kinks], midpoint(diag, p, 1e-7)[kinks], 1e-5, 1e-7)
 
 
+def test_losses_without_a_closed_form_gradient_say_why():
+    args, kwargs = sample(lj.ctc)
+    assert not lj.ctc.has_grad and "forward-backward" in lj.ctc.grad_note
+    with pytest.raises(NotImplementedError, match="ctc has no hand-derived gradient: CTC's"):
+        lj.ctc.grad(*args, **kwargs)
+    with pytest.raises(NotImplementedError, match="no hand-derived gradient"):
+        lj.ctc.with_analytic_vjp()
+
+
 def test_softmax_focal_has_no_hess_diag():
     args, kwargs = sample(lj.softmax_focal_loss)
     with pytest.raises(NotImplementedError, match="jax.hessian"):
@@ -146,7 +155,7 @@ def reduction_variants(loss, args, kwargs):
             dict(reduction="mean", where=jnp.zeros(shape, bool))]
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", GRAD_NAMES)
 def test_grad_under_reductions_weights_and_masks(name):
     loss = lj.get(name)
     args, kwargs = sample(loss)
@@ -159,7 +168,7 @@ def test_grad_under_reductions_weights_and_masks(name):
     assert_matches(loss.grad(*args, reduction="none", **kwargs), auto, 1e-10, 1e-14)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", GRAD_NAMES)
 def test_grad_float32_close_to_float64_autodiff(name):
     loss = lj.get(name)
     args32, kwargs32 = sample(loss, "generic", jnp.float32)
@@ -175,7 +184,7 @@ def test_grad_float32_close_to_float64_autodiff(name):
 
 # -- with_analytic_vjp -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", GRAD_NAMES)
 def test_with_analytic_vjp_equals_autodiff(name):
     loss = lj.get(name)
     analytic = loss.with_analytic_vjp()
