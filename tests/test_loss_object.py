@@ -20,6 +20,7 @@ EXPECTED = {
                        "cross_entropy", "nll", "kl_divergence", "focal_loss",
                        "softmax_focal_loss", "hinge", "squared_hinge"},
     "segmentation": {"dice", "tversky", "jaccard"},
+    "metric": {"triplet_margin", "contrastive", "cosine_embedding", "margin_ranking"},
     "robust": {"adaptive_robust"},
     "composite": {"uncertainty_weighting"},
     "sequence": {"hamming", "soft_hamming", "ctc"},

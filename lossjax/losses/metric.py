@@ -1,0 +1,257 @@
+"""Metric-learning losses on embeddings (rows of shape (N, D)).
+
+Elements are the rows (pairs, triplets, anchors); ``.grad`` is w.r.t. the first argument and
+``.grad(..., wrt=name)`` w.r.t. the other embeddings where listed in ``.grad_wrt``.
+Distances are safe at zero: the norm's derivative there is taken as 0 (the minimal-norm
+subgradient; the norm is not differentiable at 0), so identical embeddings and zero vectors
+give finite gradients, and the p-norm uses absolute values for every p (optax's triplet loss
+forgets them for odd p).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from lossjax import _checks, _sampling
+from lossjax._loss import Kink, Sample, Terms, loss
+
+
+def _abs(x):
+    return jnp.maximum(x, -x)       # derivative 0 at 0 under autodiff, like the subgradient
+
+
+def _pnorm(u, p):
+    """||u||_p over the last axis and its derivative d||u||/du (0 where u = 0)."""
+    s = jnp.sum(_abs(u) ** p, axis=-1)
+    positive = s > 0
+    safe = jnp.where(positive, s, 1.0)
+    norm = jnp.where(positive, safe ** (1.0 / p), 0.0)
+    safe_norm = jnp.where(positive, norm, 1.0)[..., None]
+    direction = jnp.where(positive[..., None],
+                          jnp.sign(u) * (_abs(u) / safe_norm) ** (p - 1), 0.0)
+    return norm, direction
+
+
+def _rows(name, first_name, first, others):
+    """Validate (N, D) embeddings of identical shapes."""
+    if first.ndim != 2:
+        raise ValueError(f"{name}: `{first_name}` must have shape (N, D), got "
+                         f"{tuple(first.shape)}.")
+    out = []
+    for other_name, other in others:
+        other = _checks.floating(name, other_name, other)
+        _checks.same_shape(name, first_name, first, other_name, other)
+        out.append(other.astype(first.dtype))
+    return out
+
+
+def _half_step(m):
+    """d max(0, m) / dm: 1, 0, and 1/2 on the hinge."""
+    return jnp.where(m > 0, 1.0, jnp.where(m == 0, 0.5, 0.0))
+
+
+def _triplet_sample(key, dtype, kind):
+    k1, k2, k3 = jax.random.split(key, 3)
+    if kind == "generic":
+        shape = (5, 4)
+        a = _sampling.normal(k1, shape, dtype)
+        return Sample((a, a + _sampling.normal(k2, shape, dtype, 0.5),
+                       _sampling.normal(k3, shape, dtype)), {"margin": 1.0})
+    a = jnp.asarray([[0.0, 0.0], [1.0, 2.0], [0.0, 0.0], [3.0, -1.0]], dtype)
+    p = jnp.asarray([[0.0, 0.0], [1.0, 2.0], [1.0, 0.0], [3.0, 0.0]], dtype)   # zero distances
+    n = jnp.asarray([[0.0, 0.0], [4.0, 2.0], [0.0, 2.0], [3.0, 1.0]], dtype)   # on the hinge
+    return Sample((a, p, n), {"margin": 1.0, "eps": 0.0})
+
+
+@loss(family="metric", elementwise=False, has_hess_diag=False,
+      grad_wrt=("positive", "negative"),
+      formula=r"\ell = \max(d(a, p) - d(a, n) + m,\ 0),\ d(x, y) = \lVert x - y + \epsilon\rVert_p",
+      sampler=_triplet_sample,
+      kinks=[Kink("on the hinge: d(a,p) - d(a,n) + margin == 0", "half the active gradient",
+                  lambda a, p, n, margin=1.0, p_norm=2.0, eps=1e-6, swap=False:
+                  jnp.broadcast_to((_triplet_margin_gap(a, p, n, margin, p_norm, eps, swap)
+                                    == 0)[:, None], a.shape)),
+             Kink("a zero distance, anchor == positive - eps (the norm's kink)",
+                  "the norm contributes 0 (its minimal subgradient)",
+                  lambda a, p, n, margin=1.0, p_norm=2.0, eps=1e-6, swap=False:
+                  jnp.broadcast_to(jnp.all(a - p + eps == 0, axis=-1)[:, None]
+                                   & (_triplet_margin_gap(a, p, n, margin, p_norm, eps, swap)
+                                      >= 0)[:, None], a.shape))],
+      references=["Schroff, Kalenichenko, Philbin, FaceNet, CVPR 2015.",
+                  "Balntas et al., Learning local feature descriptors with triplets "
+                  "(distance swap), BMVC 2016."])
+def triplet_margin(anchor, positive, negative, *, margin=1.0, p_norm=2.0, eps=1e-6,
+                   swap=False):
+    r"""Triplet margin loss (PyTorch triplet_margin_loss): pull the positive closer than the
+    negative by ``margin``.
+
+    Args:
+      anchor, positive, negative: (N, D) embeddings.
+      margin: >= 0.
+      p_norm: the norm's order p >= 1 (absolute values are taken for every p).
+      eps: added to the difference before the norm, as PyTorch's pairwise_distance.
+      swap: use min(d(a, n), d(p, n)) as the negative distance (Balntas et al.).
+    """
+    name = "triplet_margin"
+    positive, negative = _rows(name, "anchor", anchor, [("positive", positive),
+                                                        ("negative", negative)])
+    _checks.in_range(name, "margin", margin, lo=0)
+    _checks.in_range(name, "p_norm", p_norm, lo=1)
+    d_ap, g_ap = _pnorm(anchor - positive + eps, p_norm)
+    d_an, g_an = _pnorm(anchor - negative + eps, p_norm)
+    if swap:
+        d_pn, g_pn = _pnorm(positive - negative + eps, p_norm)
+        use_pn = jnp.where(d_pn < d_an, 1.0, jnp.where(d_pn == d_an, 0.5, 0.0))[:, None]
+        d_neg = jnp.minimum(d_an, d_pn)
+    else:
+        use_pn, g_pn, d_neg = 0.0, 0.0, d_an
+    gap = d_ap - d_neg + margin
+    active = _half_step(gap)[:, None]
+    return Terms(
+        jnp.maximum(gap, 0.0), class_axis=-1,
+        grad=lambda: active * (g_ap - (1 - use_pn) * g_an),
+        partials={"positive": lambda: active * (-g_ap - use_pn * g_pn),
+                  "negative": lambda: active * ((1 - use_pn) * g_an + use_pn * g_pn)})
+
+
+def _triplet_margin_gap(a, p, n, margin, p_norm, eps, swap):
+    d_ap = _pnorm(a - p + eps, p_norm)[0]
+    d_an = _pnorm(a - n + eps, p_norm)[0]
+    if swap:
+        d_an = jnp.minimum(d_an, _pnorm(p - n + eps, p_norm)[0])
+    return d_ap - d_an + margin
+
+
+def _pair_sample(key, dtype, kind):
+    k1, k2, k3 = jax.random.split(key, 3)
+    if kind == "generic":
+        x1 = _sampling.normal(k1, (6, 3), dtype)
+        x2 = _sampling.normal(k2, (6, 3), dtype)
+        same = jax.random.bernoulli(k3, 0.5, (6,)).astype(dtype)
+        return Sample((x1, x2, same), {"pos_margin": 0.25, "neg_margin": 2.0})
+    x1 = jnp.asarray([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0], [3.0, 4.0], [1.0, 0.0]], dtype)
+    x2 = jnp.asarray([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]], dtype)
+    same = jnp.asarray([1.0, 0.0, 1.0, 0.0, 0.0], dtype)
+    return Sample((x1, x2, same), {"neg_margin": 1.0})
+
+
+@loss(family="metric", elementwise=False, has_hess_diag=False, grad_wrt=("x2",),
+      formula=r"\ell = y\,\tfrac12\max(d - m_+, 0)^2 + (1 - y)\,\tfrac12\max(m_- - d, 0)^2",
+      sampler=_pair_sample,
+      kinks=[Kink("x1 == x2 in a dissimilar pair: no direction to push apart",
+                  "0 (the distance's minimal subgradient)",
+                  lambda x1, x2, same, pos_margin=0.0, neg_margin=1.0:
+                  jnp.broadcast_to((jnp.all(x1 == x2, axis=-1) & (same == 0)
+                                    & (neg_margin > 0))[:, None], x1.shape))],
+      references=["Hadsell, Chopra, LeCun, Dimensionality Reduction by Learning an Invariant "
+                  "Mapping, CVPR 2006."])
+def contrastive(x1, x2, same, *, pos_margin=0.0, neg_margin=1.0):
+    r"""Pairwise contrastive loss (Hadsell et al. 2006) on Euclidean distances: similar pairs
+    (``same`` = 1) are pulled within ``pos_margin``, dissimilar ones (0) pushed beyond
+    ``neg_margin``.
+
+    Args: x1, x2 (N, D); same (N,) in {0, 1} (or soft); margins >= 0.
+    Derivative w.r.t. x1: :math:`[y\max(d-m_+,0) - (1-y)\max(m_- - d,0)]\,(x_1 - x_2)/d`.
+    """
+    name = "contrastive"
+    (x2,) = _rows(name, "x1", x1, [("x2", x2)])
+    same = _checks.floating(name, "same", same)
+    if same.shape != x1.shape[:1]:
+        raise ValueError(f"{name}: `same` must have shape ({x1.shape[0]},), one label per pair, "
+                         f"got {tuple(same.shape)}.")
+    same = same.astype(x1.dtype)
+    _checks.in_range(name, "pos_margin", pos_margin, lo=0)
+    _checks.in_range(name, "neg_margin", neg_margin, lo=0)
+    d, g = _pnorm(x1 - x2, 2.0)
+    pull, push = jnp.maximum(d - pos_margin, 0.0), jnp.maximum(neg_margin - d, 0.0)
+    slope = (same * pull - (1 - same) * push)[:, None]
+    return Terms(same * 0.5 * pull ** 2 + (1 - same) * 0.5 * push ** 2, class_axis=-1,
+                 grad=lambda: slope * g, partials={"x2": lambda: -slope * g})
+
+
+def _cosine_sample(key, dtype, kind):
+    k1, k2, k3 = jax.random.split(key, 3)
+    if kind == "generic":
+        return Sample((_sampling.normal(k1, (6, 3), dtype), _sampling.normal(k2, (6, 3), dtype),
+                       _sampling.signs(k3, (6,), dtype)), {"margin": 0.1})
+    x1 = jnp.asarray([[1.0, 0.0], [1.0, 0.0], [1.0, 1.0], [2.0, 0.0]], dtype)
+    x2 = jnp.asarray([[0.0, 0.0], [0.0, 0.0], [2.0, 2.0], [-1.0, 0.0]], dtype)   # zero vectors
+    y = jnp.asarray([1.0, -1.0, -1.0, 1.0], dtype)
+    return Sample((x1, x2, y), {})
+
+
+_COSINE_EPS = 1e-12
+
+
+def _cosine(x1, x2):
+    """PyTorch's cosine: x1.x2 / sqrt((|x1|^2 + eps)(|x2|^2 + eps)); finite for zero vectors."""
+    n1 = jnp.sum(x1 * x1, axis=-1) + _COSINE_EPS
+    n2 = jnp.sum(x2 * x2, axis=-1) + _COSINE_EPS
+    dot = jnp.sum(x1 * x2, axis=-1)
+    cos = dot / jnp.sqrt(n1 * n2)
+    d1 = x2 / jnp.sqrt(n1 * n2)[:, None] - (cos / n1)[:, None] * x1
+    d2 = x1 / jnp.sqrt(n1 * n2)[:, None] - (cos / n2)[:, None] * x2
+    return cos, d1, d2
+
+
+@loss(family="metric", elementwise=False, has_hess_diag=False, grad_wrt=("x2",),
+      formula=r"\ell = 1 - \cos(x_1, x_2)\ (y = 1);\quad \max(0, \cos(x_1, x_2) - m)\ (y = -1)",
+      sampler=_cosine_sample,
+      kinks=[Kink("cos == margin for a dissimilar pair", "half the active gradient",
+                  lambda x1, x2, y, margin=0.0: jnp.broadcast_to(
+                      ((_cosine(x1, x2)[0] == margin) & (y == -1))[:, None], x1.shape))],
+      references=["PyTorch torch.nn.functional.cosine_embedding_loss."])
+def cosine_embedding(x1, x2, y, *, margin=0.0):
+    r"""Cosine embedding loss (PyTorch): similar pairs (y = 1) towards cosine 1, dissimilar
+    pairs (y = -1) below ``margin``. The cosine uses PyTorch's stabiliser
+    :math:`\sqrt{(|x_1|^2+\epsilon)(|x_2|^2+\epsilon)}`, so zero vectors give cosine 0 and finite
+    gradients.
+    """
+    name = "cosine_embedding"
+    (x2,) = _rows(name, "x1", x1, [("x2", x2)])
+    y = jnp.asarray(y)
+    if y.shape != x1.shape[:1]:
+        raise ValueError(f"{name}: `y` must have shape ({x1.shape[0]},) with values +-1, got "
+                         f"{tuple(y.shape)}.")
+    y = y.astype(x1.dtype)
+    _checks.in_range(name, "margin", margin, lo=-1, hi=1)
+    cos, d1, d2 = _cosine(x1, x2)
+    similar = (y == 1).astype(x1.dtype)
+    slope = (-similar + (1 - similar) * _half_step(cos - margin))[:, None]
+    value = similar * (1 - cos) + (1 - similar) * jnp.maximum(cos - margin, 0.0)
+    return Terms(value, class_axis=-1, grad=lambda: slope * d1,
+                 partials={"x2": lambda: slope * d2})
+
+
+def _ranking_sample(key, dtype, kind):
+    k1, k2, k3 = jax.random.split(key, 3)
+    if kind == "generic":
+        shape = _sampling.GENERIC_SHAPE
+        return Sample((_sampling.normal(k1, shape, dtype), _sampling.normal(k2, shape, dtype),
+                       _sampling.signs(k3, shape, dtype)), {"margin": 0.5})
+    x1 = jnp.asarray([1.0, 0.0, 2.0, -1.0, 0.5], dtype)
+    x2 = jnp.asarray([0.5, 0.0, -1.0, 1.0, 0.0], dtype)
+    y = jnp.asarray([1.0, 1.0, -1.0, -1.0, 1.0], dtype)
+    return Sample((x1, x2, y), {"margin": 0.5})
+
+
+@loss(family="metric", elementwise=True, grad_wrt=("x2",),
+      formula=r"\ell = \max(0,\ -y (x_1 - x_2) + m)",
+      sampler=_ranking_sample,
+      kinks=[Kink("-y (x1 - x2) + margin == 0", "half the active gradient",
+                  lambda x1, x2, y, margin=0.0: -y * (x1 - x2) + margin == 0)],
+      references=["PyTorch torch.nn.functional.margin_ranking_loss."])
+def margin_ranking(x1, x2, y, *, margin=0.0):
+    r"""Margin ranking loss (PyTorch): x1 should rank above x2 by ``margin`` when y = 1,
+    below when y = -1. Derivatives: :math:`-y` w.r.t. x1 and :math:`y` w.r.t. x2 inside the
+    margin."""
+    name = "margin_ranking"
+    x2 = _checks.floating(name, "x2", x2)
+    _checks.same_shape(name, "x1", x1, "x2", x2)
+    y = jnp.asarray(y)
+    _checks.same_shape(name, "x1", x1, "y", y)
+    y = y.astype(x1.dtype)
+    gap = -y * (x1 - x2.astype(x1.dtype)) + margin
+    active = _half_step(gap)
+    return Terms(jnp.maximum(gap, 0.0), grad=lambda: -y * active, hess=lambda: jnp.zeros_like(gap),
+                 partials={"x2": lambda: y * active})
