@@ -13,7 +13,9 @@ from lossjax.losses.regression import (
 from lossjax.losses.classification import (
     binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, focal_loss, hinge,
     kl_divergence, nll, softmax_focal_loss, squared_hinge)
-from lossjax.losses.metric import contrastive, cosine_embedding, margin_ranking, triplet_margin
+from lossjax.losses.metric import (
+    center_loss, center_update, contrastive, cosine_embedding, info_nce, margin_ranking,
+    mined_triplet, ntxent, triplet_margin)
 from lossjax.losses.segmentation import dice, jaccard, tversky
 from lossjax.losses.sequence import ctc, hamming, soft_hamming
 from lossjax.losses.robust import adaptive_robust
@@ -30,7 +32,8 @@ __all__ = [
     "mse", "mae", "huber", "smooth_l1", "log_cosh", "quantile", "poisson_nll", "gaussian_nll",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "nll",
     "kl_divergence", "focal_loss", "softmax_focal_loss", "hinge", "squared_hinge",
-    "triplet_margin", "contrastive", "cosine_embedding", "margin_ranking",
+    "triplet_margin", "mined_triplet", "contrastive", "center_loss", "center_update", "ntxent",
+    "info_nce", "cosine_embedding", "margin_ranking",
     "dice", "tversky", "jaccard", "hamming", "soft_hamming", "ctc", "adaptive_robust", "minimax_discriminator", "minimax_generator", "nonsaturating_generator",
     "lsgan_discriminator", "lsgan_generator", "hinge_discriminator", "hinge_generator",
     "wasserstein_critic", "wasserstein_generator", "gradient_penalty",

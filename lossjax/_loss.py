@@ -40,6 +40,7 @@ class Terms(NamedTuple):
                 vjp(c) -> sum_i c_i d value_i / d predictions (c shaped like ``value``) and
                 jvp(tangent) -> d value_i along ``tangent``; they replace ``grad`` and
                 ``class_axis``.
+    partial_vjps: {argument name: vjp(c)} likewise for other arguments.
     """
     value: Any
     grad: Optional[Callable[[], Any]]
@@ -50,6 +51,7 @@ class Terms(NamedTuple):
     partials: Optional[dict] = None
     vjp: Optional[Callable[[Any], Any]] = None
     jvp: Optional[Callable[[Any], Any]] = None
+    partial_vjps: Optional[dict] = None
 
 
 class Sample(NamedTuple):
@@ -177,10 +179,15 @@ class Loss:
             return terms.vjp(coef).astype(out_dtype)
         if terms.class_axis is not None:
             coef = jnp.expand_dims(coef, terms.class_axis)
+        if wrt is not None and wrt != first and wrt in (terms.partial_vjps or {}) \
+                and which == "grad":
+            raw = _reduce.coefficients(terms.value, reduction, w, m, terms.normalizer)
+            target = jnp.asarray(bound.arguments[wrt])
+            return terms.partial_vjps[wrt](raw).astype(target.dtype)
         if wrt is not None and wrt != first:
             partial = (terms.partials or {}).get(wrt)
             if partial is None or which != "grad":
-                known = ", ".join([first, *(terms.partials or {})])
+                known = ", ".join([first, *(terms.partials or {}), *(terms.partial_vjps or {})])
                 raise ValueError(f"{self.name}.{which}: no hand-derived derivative w.r.t. "
                                  f"`{wrt}`; available: {known}.")
             target = jnp.asarray(bound.arguments[wrt])

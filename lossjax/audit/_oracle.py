@@ -215,11 +215,11 @@ class Oracle:
         fields = [np.concatenate([p[k] for p in parts]) for k in range(13)]
         return Estimates(*fields, step=np.asarray(steps_all))
 
-    def refined(self, index, target, levels=3, second_target=None, doubt_target=None):
+    def refined(self, index, target, levels=4, second_target=None, doubt_target=None):
         """Estimates along unit vectors ``index``. Directions whose error exceeds ``target``
         (shape (n, m)), whose one-sided derivatives disagree by more than ``doubt_target``
         (default ``target``; a kink, or just curvature at this step) or whose second
-        derivative's error exceeds ``second_target`` are re-estimated with steps 64, 4096 and 262144 times smaller; per direction the
+        derivative's error exceeds ``second_target`` are re-estimated with steps 64, 64^2, 64^3 and 64^4 times smaller; per direction the
         estimate with the smaller error plus one-sided gap is kept. A true kink keeps its gap
         at every step."""
         index = np.asarray(index)
@@ -238,9 +238,13 @@ class Oracle:
                 break
             step *= REFINE
             finer = _settle(self.finite_differences(index=index[poor], relative_step=step))
-            # Judge by the error estimate alone: at a true kink the one-sided gap stays at every
-            # step, so preferring a small gap would keep a coarse step that hides the kink.
-            better = np.all(finer.error < est.error[poor], axis=1)
+            # Judge by the error estimate alone (at a true kink the one-sided gap stays at
+            # every step, so preferring a small gap would keep a coarse step that hides the
+            # kink), unless the finer estimate contradicts the coarser one beyond its error
+            # estimate: then the coarser step was too large to see the function's scale
+            # (a feature of width 1e-8), and its error estimate cannot be trusted.
+            contradicted = np.abs(finer.value - est.value[poor]) > 3 * est.error[poor]
+            better = np.all((finer.error < est.error[poor]) | contradicted, axis=1)
             if second_target is not None:   # a Hessian audit: judge by the second derivative
                 better = np.all(finer.second_error < est.second_error[poor], axis=1) & (
                     np.all(finer.error + _doubt(finer) <= 4 * (est.error[poor] + doubt[poor]),
