@@ -34,6 +34,18 @@ def _catalog(args) -> int:
     return 0
 
 
+def _compilation_cache():
+    """Keep compiled audit kernels on disk between runs (LOSSJAX_CACHE overrides the folder,
+    an empty value turns it off): a second `lossjax lab` skips most of the compiling."""
+    import os
+    import jax
+    folder = os.environ.get("LOSSJAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache",
+                                                          "lossjax", "jax"))
+    if folder:
+        jax.config.update("jax_compilation_cache_dir", folder)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
 def _progress(total):
     try:
         from tqdm import tqdm
@@ -50,6 +62,7 @@ def _write(path, text):
 
 def _audit_catalog(args) -> int:
     import json
+    _compilation_cache()
     import lossjax as lj
     from lossjax import audit
     try:
