@@ -45,6 +45,18 @@ def _rows(name, first_name, first, others):
     return out
 
 
+def _labelled_rows(name, rows_name, rows, labels):
+    """Validate (N, D) rows with one integer label each; return the labels."""
+    if rows.ndim != 2:
+        raise ValueError(f"{name}: `{rows_name}` must have shape (N, D), got "
+                         f"{tuple(rows.shape)}.")
+    labels = _checks.integer_labels(name, "labels", labels)
+    if labels.shape != rows.shape[:1]:
+        raise ValueError(f"{name}: `labels` must have shape ({rows.shape[0]},), got "
+                         f"{tuple(labels.shape)}.")
+    return labels
+
+
 def _half_step(m):
     """d max(0, m) / dm: 1, 0, and 1/2 on the hinge."""
     return jnp.where(m > 0, 1.0, jnp.where(m == 0, 0.5, 0.0))
@@ -285,17 +297,11 @@ def center_loss(features, labels, centers):
     Args: features (N, D); labels (N,) integers; centers (K, D).
     """
     name = "center_loss"
-    if features.ndim != 2:
-        raise ValueError(f"{name}: `features` must have shape (N, D), got "
-                         f"{tuple(features.shape)}.")
+    labels = _labelled_rows(name, "features", features, labels)
     centers = _checks.floating(name, "centers", centers)
     if centers.ndim != 2 or centers.shape[1] != features.shape[1]:
         raise ValueError(f"{name}: `centers` must have shape (K, {features.shape[1]}), got "
                          f"{tuple(centers.shape)}.")
-    labels = _checks.integer_labels(name, "labels", labels)
-    if labels.shape != features.shape[:1]:
-        raise ValueError(f"{name}: `labels` must have shape ({features.shape[0]},), got "
-                         f"{tuple(labels.shape)}.")
     valid = (labels >= 0) & (labels < centers.shape[0])
     diff = features - centers.astype(features.dtype)[jnp.where(valid, labels, 0)]
     return Terms(0.5 * jnp.sum(diff * diff, axis=-1), grad=lambda: diff,
@@ -486,13 +492,7 @@ def mined_triplet(embeddings, labels, *, strategy="batch_hard", margin=1.0):
         raise ValueError(f"{name}: `strategy` must be one of {', '.join(map(repr, STRATEGIES))},"
                          f" got {strategy!r}.")
     _checks.in_range(name, "margin", margin, lo=0)
-    if embeddings.ndim != 2:
-        raise ValueError(f"{name}: `embeddings` must have shape (N, D), got "
-                         f"{tuple(embeddings.shape)}.")
-    labels = _checks.integer_labels(name, "labels", labels)
-    if labels.shape != embeddings.shape[:1]:
-        raise ValueError(f"{name}: `labels` must have shape ({embeddings.shape[0]},), got "
-                         f"{tuple(labels.shape)}.")
+    labels = _labelled_rows(name, "embeddings", embeddings, labels)
     n = embeddings.shape[0]
     dist, diff = _distances(embeddings)
     same = labels[:, None] == labels[None, :]
