@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import lossjax as lj
-from conftest import GRAD_NAMES, NAMES, sample
+from conftest import NAMES, sample
 
 EXPECTED = {
     "regression": {"mse", "mae", "huber", "smooth_l1", "log_cosh", "quantile", "poisson_nll",

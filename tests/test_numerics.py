@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import lossjax as lj
-from conftest import GRAD_NAMES, NAMES, sample
+from conftest import NAMES, sample
 
 HALF = [jnp.float16, jnp.bfloat16]
 
