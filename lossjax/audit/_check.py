@@ -184,6 +184,22 @@ class _FlatCall:
 
 
 @functools.partial(jax.jit, static_argnums=0)
+def _compiled_call(fn_key, args):
+    return fn_key.value(*args)
+
+
+def _call(fn, args):
+    """fn(*args), compiled once per function and shapes when every argument is an array (one
+    compilation instead of one per primitive in eager mode); eager otherwise."""
+    if all(_is_data(a) for a in args):
+        try:
+            return _compiled_call(_Key(fn), tuple(args))
+        except jax.errors.JAXTypeError:      # not traceable (Python control flow on values)
+            pass
+    return fn(*args)
+
+
+@functools.partial(jax.jit, static_argnums=0)
 def _grad_kernel(bound, target, dynamic):
     return jax.grad(lambda t: bound.call(t, dynamic))(target)
 
@@ -444,15 +460,16 @@ def _check(fn, *args, grad=None, hess=None, hvp=None, argnums=0, mode="auto",
     target = _select(args, argnums)
     flat = _Flat(target, who)
     bound, dynamic = _Bound(fn, args, argnums, flat), _Bound.dynamic(args)
-    out = fn(*args)
+    out = jax.eval_shape(lambda *a: fn(*a), *args) if all(_is_data(a) for a in args) \
+        else fn(*args)
     if jnp.ndim(out) != 0:
         raise ValueError(f"{who}: fn must return a scalar, got shape {jnp.shape(out)}; use "
                          f"lj.audit.check_jacobian for vector outputs.")
     autodiff = functools.partial(_grad_kernel, bound, dynamic=dynamic)
     r = flat.ravel(autodiff(target), who, "autodiff")
-    a = None if grad is None else flat.ravel(grad(*args), who, "grad(*args)")
+    a = None if grad is None else flat.ravel(_call(grad, args), who, "grad(*args)")
     derivatives = [autodiff] + ([] if grad is None else
-                                [lambda t: grad(*_replace(args, argnums, t))])
+                                [lambda t: _call(grad, _replace(args, argnums, t))])
     sensitivity = CONDITIONING * _conditioning(derivatives, target, flat, k_forward)
     exhaustive = mode == "exhaustive" or (mode == "auto" and flat.n <= max_exhaustive)
     if mode not in ("auto", "exhaustive", "probe"):
@@ -630,7 +647,7 @@ def _probe_mode(flat, orc, a, r, oracle, kappa, name, probes, key, sensitivity, 
 def _hessian_diagonal(bound, args, dynamic, flat, orc, hess, kappa, name, exhaustive, key,
                       who):
     """Hand-derived Hessian diagonal vs forward-over-reverse autodiff vs second differences."""
-    h_hand = flat.ravel(hess(*args), who, "hess(*args)")
+    h_hand = flat.ravel(_call(hess, args), who, "hess(*args)")
     index = np.arange(flat.n) if exhaustive else np.sort(np.asarray(
         jax.random.choice(key, flat.n, (min(flat.n, LOCALISE),), replace=False)))
     target = _select(args, bound.argnums)

@@ -128,6 +128,11 @@ def _unit_vectors(index, n):
 
 
 @functools.partial(jax.jit, static_argnums=0)
+def _value_kernel(f, x, extra):
+    return jnp.atleast_1d(jnp.asarray(f(x, extra), jnp.float64))
+
+
+@functools.partial(jax.jit, static_argnums=0)
 def _fd_kernel(f, x, f0, magnitude, extra, directions, steps):
     """Richardson estimates along a chunk of directions: one compiled call per chunk shape."""
     def along(d, h):
@@ -163,7 +168,7 @@ class Oracle:
         self.magnitude = jnp.asarray(magnitude, jnp.float64)
         self.x = jnp.asarray(x, jnp.float64)
         self.n = self.x.size
-        self.f0 = jnp.atleast_1d(jnp.asarray(f(self.x, extra), jnp.float64))
+        self.f0 = _value_kernel(f, self.x, extra)
         self.m = self.f0.size
         per_direction = 8 * (self.n + self.m) * (len(_MULTIPLIERS) + 1)
         # A power of two up to 1024 directions a call: larger chunks measured slower (cache).
