@@ -29,11 +29,7 @@ catalog: $(VENV)/.lab-installed
 clean:
 	rm -rf $(VENV) results .pytest_cache
 
-$(VENV)/.bench-installed: pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install -q -e '.[lab]'
-	touch $@
-
 # Timing tables; PyTorch is optional (pip install torch==2.13.0 for the side-by-side rows).
-bench: $(VENV)/.bench-installed
+bench: $(VENV)/.lab-installed
 	mkdir -p results
 	$(PY) benchmarks/bench_audit.py --json results/bench_audit.json
