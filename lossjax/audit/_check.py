@@ -2,13 +2,15 @@
 
 Tolerance model, per element i of a derivative (never scaled by the number of elements):
 
-    tol_i = kappa * eps(audited dtype) * (|d_i| + max_j |d_j|)  +  3 * oracle_error_i
+    tol_i = kappa * eps(audited dtype) * (|d_i| + max_j |d_j|)  +  4 * s_i
+            +  3 * oracle_error_i
 
-where d is the oracle's derivative (one row of it for a Jacobian). ``kappa`` (default 64)
+where d is the oracle's derivative (one row of it for a Jacobian). ``kappa`` (default 16)
 absorbs the few roundings of a typical derivative computation; ``max_j |d_j|`` stands for the
 magnitude of the intermediate terms, whose rounding does not shrink with |d_i| (as in
-sigmoid(z) - t near 0). Comparisons between the hand-derived and autodiff values (both in the
-audited dtype) use the first term only.
+sigmoid(z) - t near 0); s_i is the measured change of the derivatives when the input moves by
+one ulp (the conditioning that large inputs cost). Comparisons between the hand-derived and
+autodiff values (both in the audited dtype) leave out the oracle term.
 
 Blame, element by element: the hand-derived value is wrong when it differs from the oracle
 while autodiff agrees with it; autodiff is wrong (a custom derivative rule, or the function is
