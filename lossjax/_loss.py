@@ -175,15 +175,14 @@ class Loss:
         terms, w, m, out_dtype = self._terms(bound, reduction, weights, where)
         coef = _reduce.coefficients(terms.value, reduction, w, m, terms.normalizer)
         first = next(iter(self._signature.parameters))
-        if terms.vjp is not None and which == "grad" and wrt in (None, first):
-            return terms.vjp(coef).astype(out_dtype)
+        if which == "grad":     # losses whose inputs feed several elements: a hand-made VJP
+            vjps = {first: terms.vjp, **(terms.partial_vjps or {})}
+            name = first if wrt is None else wrt
+            if vjps.get(name) is not None:
+                dtype = out_dtype if name == first else jnp.asarray(bound.arguments[name]).dtype
+                return vjps[name](coef).astype(dtype)
         if terms.class_axis is not None:
             coef = jnp.expand_dims(coef, terms.class_axis)
-        if wrt is not None and wrt != first and wrt in (terms.partial_vjps or {}) \
-                and which == "grad":
-            raw = _reduce.coefficients(terms.value, reduction, w, m, terms.normalizer)
-            target = jnp.asarray(bound.arguments[wrt])
-            return terms.partial_vjps[wrt](raw).astype(target.dtype)
         if wrt is not None and wrt != first:
             partial = (terms.partials or {}).get(wrt)
             if partial is None or which != "grad":

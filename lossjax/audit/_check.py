@@ -358,9 +358,10 @@ def _counts(labels):
     return {n: int(np.sum(labels == n)) for n in names if n == R.PASS or np.any(labels == n)}
 
 
-def _verdict(labels, has_analytic, quantity, probe_checks=()):
+def _verdict(labels, has_analytic, quantity, probe_checks=(), scope=None):
     """(verdict, blame, ok). With a hand-derived derivative, that derivative is what is
-    audited: autodiff's own inaccuracies are reported as notes, not failures."""
+    audited: autodiff's own inaccuracies are reported as notes, not failures. ``scope``
+    says what a pass covered (default: every element)."""
     n = labels.size
     count = lambda *names: int(sum(np.sum(labels == x) for x in names))  # noqa: E731
     failed = [p for p in probe_checks if not p.ok]
@@ -390,8 +391,9 @@ def _verdict(labels, has_analytic, quantity, probe_checks=()):
                 f"non-differentiable point the oracle cannot resolve)"), "unstable", False
     agree = "hand-derived, autodiff and oracle agree" if has_analytic else \
         "autodiff and oracle agree"
-    verdict = f"{agree} at all {n} elements{kink_note}" if not auto else \
-        f"hand-derived {quantity} and oracle agree at all {n} elements{kink_note}"
+    scope = scope or f"at all {n} elements"
+    verdict = f"{agree} {scope}{kink_note}" if not auto else \
+        f"hand-derived {quantity} and oracle agree {scope}{kink_note}"
     if auto or auto_probes:
         verdict += (f"; note: autodiff is less accurate than the hand-derived {quantity}"
                     + (f" at {auto} elements" if auto else "")
@@ -626,12 +628,9 @@ def _probe_mode(flat, orc, a, r, oracle, kappa, name, probes, key, sensitivity, 
                                tol_kink=tm - sensitivity[suspicious])
             worst, kinks = _elements(flat, labels, a[suspicious], r[suspicious], o, oe,
                                      tm + 3 * oe, e.left[:, 0], e.right[:, 0], index=suspicious)
-    verdict, blame, ok = _verdict(labels if labels.size else np.array([R.PASS], object),
-                                  a is not None, "gradient", checks)
-    if ok:
-        verdict = verdict.replace("at all 1 elements", f"along {probes} random probes" +
-                                  (" and elementwise (hand-derived vs autodiff)" if a is not None
-                                   else ""))
+    scope = f"along {probes} random probes" + \
+        (" and elementwise (hand-derived vs autodiff)" if a is not None else "")
+    verdict, blame, ok = _verdict(labels, a is not None, "gradient", checks, scope=scope)
     z = _z_for(probes)
     threshold = float(np.median(tol_v)) / z / math.sqrt(flat.n)
     gnorm = float(np.linalg.norm(r))

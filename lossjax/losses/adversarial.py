@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from lossjax import _checks, _sampling
 from lossjax._loss import Kink, Sample, Terms, loss
+from lossjax.losses._common import hinge_slope
 
 _GOODFELLOW = "Goodfellow et al., Generative Adversarial Nets, NeurIPS 2014."
 
@@ -121,11 +122,6 @@ def lsgan_generator(fake_logits):
     return Terms(0.5 * (f - 1) ** 2, grad=lambda: f - 1, hess=lambda: jnp.ones_like(f))
 
 
-def _half_step(m):
-    """Derivative of max(0, m) w.r.t. m: 1 inside, 0 outside, 1/2 on the hinge."""
-    return jnp.where(m > 0, 1.0, jnp.where(m == 0, 0.5, 0.0))
-
-
 @loss(family="adversarial", elementwise=True, grad_wrt=("fake_logits",),
       formula=r"\ell = \max(0, 1 - D_{real}) + \max(0, 1 + D_{fake})",
       sampler=_pair_sampler,
@@ -142,8 +138,8 @@ def hinge_discriminator(real_logits, fake_logits):
     """
     r, f = _pair("hinge_discriminator", real_logits, fake_logits)
     return Terms(jnp.maximum(0.0, 1 - r) + jnp.maximum(0.0, 1 + f),
-                 grad=lambda: -_half_step(1 - r), hess=lambda: jnp.zeros_like(r),
-                 partials={"fake_logits": lambda: _half_step(1 + f)})
+                 grad=lambda: -hinge_slope(1 - r), hess=lambda: jnp.zeros_like(r),
+                 partials={"fake_logits": lambda: hinge_slope(1 + f)})
 
 
 @loss(family="adversarial", elementwise=True,

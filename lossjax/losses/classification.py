@@ -18,6 +18,7 @@ import numpy as np
 
 from lossjax import _checks, _sampling
 from lossjax._loss import Kink, Sample, Terms, loss
+from lossjax.losses._common import hinge_slope
 
 
 # -- shared pieces ------------------------------------------------------------------------
@@ -287,7 +288,7 @@ def hinge(scores, labels):
     """
     y, m = _margin("hinge", scores, labels)
     return Terms(jnp.maximum(0.0, m),
-                 grad=lambda: -y * jnp.where(m > 0, 1.0, jnp.where(m == 0, 0.5, 0.0)),
+                 grad=lambda: -y * hinge_slope(m),
                  hess=lambda: jnp.zeros_like(m))
 
 
@@ -304,7 +305,7 @@ def squared_hinge(scores, labels):
     y, m = _margin("squared_hinge", scores, labels)
     h = jnp.maximum(0.0, m)
     return Terms(h * h, grad=lambda: -2 * y * h,
-                 hess=lambda: 2 * y * y * jnp.where(m > 0, 1.0, jnp.where(m == 0, 0.5, 0.0)))
+                 hess=lambda: 2 * y * y * hinge_slope(m))
 
 
 # -- multi-class ----------------------------------------------------------------------------

@@ -14,10 +14,7 @@ import jax.numpy as jnp
 
 from lossjax import _checks, _sampling
 from lossjax._loss import Kink, Sample, Terms, loss
-
-
-def _abs(x):
-    return jnp.maximum(x, -x)       # derivative 0 at 0 under autodiff, like the subgradient
+from lossjax.losses._common import abs_mid as _abs, hinge_slope
 
 
 def _pnorm(u, p):
@@ -55,11 +52,6 @@ def _labelled_rows(name, rows_name, rows, labels):
         raise ValueError(f"{name}: `labels` must have shape ({rows.shape[0]},), got "
                          f"{tuple(labels.shape)}.")
     return labels
-
-
-def _half_step(m):
-    """d max(0, m) / dm: 1, 0, and 1/2 on the hinge."""
-    return jnp.where(m > 0, 1.0, jnp.where(m == 0, 0.5, 0.0))
 
 
 def _triplet_sample(key, dtype, kind):
@@ -118,7 +110,7 @@ def triplet_margin(anchor, positive, negative, *, margin=1.0, p_norm=2.0, eps=1e
     else:
         use_pn, g_pn, d_neg = 0.0, 0.0, d_an
     gap = d_ap - d_neg + margin
-    active = _half_step(gap)[:, None]
+    active = hinge_slope(gap)[:, None]
     return Terms(
         jnp.maximum(gap, 0.0), class_axis=-1,
         grad=lambda: active * (g_ap - (1 - use_pn) * g_an),
@@ -229,7 +221,7 @@ def cosine_embedding(x1, x2, y, *, margin=0.0):
     _checks.in_range(name, "margin", margin, lo=-1, hi=1)
     cos, d1, d2 = _cosine(x1, x2)
     similar = (y == 1).astype(x1.dtype)
-    slope = (-similar + (1 - similar) * _half_step(cos - margin))[:, None]
+    slope = (-similar + (1 - similar) * hinge_slope(cos - margin))[:, None]
     value = similar * (1 - cos) + (1 - similar) * jnp.maximum(cos - margin, 0.0)
     return Terms(value, class_axis=-1, grad=lambda: slope * d1,
                  partials={"x2": lambda: slope * d2})
@@ -264,7 +256,7 @@ def margin_ranking(x1, x2, y, *, margin=0.0):
     _checks.same_shape(name, "x1", x1, "y", y)
     y = y.astype(x1.dtype)
     gap = -y * (x1 - x2.astype(x1.dtype)) + margin
-    active = _half_step(gap)
+    active = hinge_slope(gap)
     return Terms(jnp.maximum(gap, 0.0), grad=lambda: -y * active, hess=lambda: jnp.zeros_like(gap),
                  partials={"x2": lambda: y * active})
 
@@ -506,7 +498,7 @@ def mined_triplet(embeddings, labels, *, strategy="batch_hard", margin=1.0):
         gap = jnp.where(valid, gap, 0.0)
 
         def weights(c):          # dL/dD from coefficients over (a, p, n)
-            act = c * _half_step(gap) * valid
+            act = c * hinge_slope(gap) * valid
             return jnp.sum(act, axis=2) - jnp.sum(act, axis=1)
 
         def delta(dd):           # d gap for a change dD of the distances
@@ -521,7 +513,7 @@ def mined_triplet(embeddings, labels, *, strategy="batch_hard", margin=1.0):
         sel_neg = jax.nn.one_hot(hardest_neg, n, dtype=dist.dtype)
 
         def weights(c):
-            act = (c * _half_step(gap) * valid)[:, None]
+            act = (c * hinge_slope(gap) * valid)[:, None]
             return act * (sel_pos - sel_neg)
 
         def delta(dd):
@@ -538,7 +530,7 @@ def mined_triplet(embeddings, labels, *, strategy="batch_hard", margin=1.0):
         sel = jax.nn.one_hot(chosen, n, dtype=dist.dtype)                     # (a, p, n)
 
         def weights(c):
-            act = c * _half_step(gap) * valid
+            act = c * hinge_slope(gap) * valid
             return act - jnp.einsum("ap,apn->an", act, sel)
 
         def delta(dd):
@@ -554,6 +546,6 @@ def mined_triplet(embeddings, labels, *, strategy="batch_hard", margin=1.0):
     def jvp(de):
         dd = jnp.where(dist > 0, jnp.sum(diff * (de[:, None, :] - de[None, :, :]), axis=-1)
                        / safe, 0.0)
-        return _half_step(gap) * delta(dd) * valid
+        return hinge_slope(gap) * delta(dd) * valid
 
     return Terms(jnp.maximum(gap, 0.0), grad=None, vjp=vjp, jvp=jvp, mask=valid)

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from lossjax import _checks, _sampling
 from lossjax._loss import Kink, Sample, Terms, loss
+from lossjax.losses._common import abs_mid as _abs, hinge_slope
 
 _LOG2 = math.log(2.0)
 
@@ -26,12 +27,6 @@ def _residual(name, predictions, targets):
     targets = _checks.floating(name, "targets", targets)
     _checks.same_shape(name, "predictions", predictions, "targets", targets)
     return predictions - targets.astype(predictions.dtype)
-
-
-def _abs(x):
-    # maximum(x, -x) instead of abs: its autodiff derivative at 0 is the midpoint 0
-    # (jax.grad(jnp.abs)(0.) is 1).
-    return jnp.maximum(x, -x)
 
 
 def _residual_sampler(*, residuals_edge, hyper=None, edge_hyper=None):
@@ -86,13 +81,6 @@ def mae(predictions, targets):
     return Terms(_abs(r), grad=lambda: jnp.sign(r), hess=lambda: jnp.zeros_like(r))
 
 
-def _half_step(second, r, threshold):
-    """Second derivative of a loss that is quadratic for |r| < threshold and linear beyond:
-    ``second`` inside, 0 outside, the midpoint on the boundary."""
-    a = _abs(r)
-    return jnp.where(a < threshold, second, jnp.where(a == threshold, second / 2, 0.0))
-
-
 @loss(family="regression", elementwise=True,
       formula=r"\ell = \begin{cases} \tfrac12 r^2 & \lvert r\rvert \le \delta \\ \delta(\lvert r\rvert - \tfrac12\delta) & \lvert r\rvert > \delta \end{cases},\ r = \hat y - y",
       sampler=_residual_sampler(residuals_edge=[0.0, 0.5, 2.0 ** -12, "big"],
@@ -115,7 +103,7 @@ def huber(predictions, targets, *, delta=1.0):
     a = _abs(r)
     value = jnp.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
     return Terms(value, grad=lambda: jnp.clip(r, -delta, delta),
-                 hess=lambda: _half_step(1.0, r, delta))
+                 hess=lambda: hinge_slope(delta - a))
 
 
 @loss(family="regression", elementwise=True,
@@ -145,7 +133,7 @@ def smooth_l1(predictions, targets, *, beta=1.0):
     return Terms(
         value,
         grad=lambda: jnp.where(a < beta, r / safe_beta, jnp.sign(r)),
-        hess=lambda: _half_step(1.0 / safe_beta, r, beta) * (beta > 0))
+        hess=lambda: hinge_slope(beta - a) / safe_beta * (beta > 0))
 
 
 @loss(family="regression", elementwise=True,
