@@ -5,6 +5,8 @@
     lj.mse.grad(pred, y)                 # hand-derived gradient
     jax.grad(lj.mse)(pred, y)            # autodiff, for comparison
     lj.catalog(), lj.get("huber")
+    lj.audit.check(fn, x, grad=my_grad)  # is a hand-written derivative right?
+    lj.train.fit(loss_fn, params, data, lj.optim.make("adam"), steps=500)
 """
 from lossjax import reduce
 from lossjax._loss import Kink, Loss, Sample, Terms, catalog, get
@@ -25,10 +27,13 @@ from lossjax.losses.adversarial import (
     minimax_discriminator, minimax_generator, nonsaturating_generator, wasserstein_critic,
     wasserstein_generator)
 
+from lossjax import audit, data, optim, train
+
 __version__ = "0.1.0"
 
 __all__ = [
     "Kink", "Loss", "Sample", "Terms", "catalog", "get", "reduce",
+    "audit", "data", "optim", "train",
     "mse", "mae", "huber", "smooth_l1", "log_cosh", "quantile", "poisson_nll", "gaussian_nll",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "nll",
     "kl_divergence", "focal_loss", "softmax_focal_loss", "hinge", "squared_hinge",

@@ -1,0 +1,348 @@
+"""Jitted training loops: ``fit`` (one ``lax.scan`` over the steps) and ``fit_many`` (the same
+loop vmapped over a batch of hyperparameters, seeds or initial parameters).
+
+    result = lj.train.fit(loss_fn, params, data, "adam", steps=500, batch_size=32)
+    result.params, result.history.loss            # history stays on device until asked for
+    sweep = lj.train.fit_many(loss_fn, params, data, "sgd", steps=200,
+                              hparams={"learning_rate": jnp.logspace(-3, 0, 64)})
+
+``loss_fn(params, batch, **loss_hparams) -> scalar`` (``loss_fn(params)`` when ``data`` is None);
+``data`` is a pytree of arrays sharing their leading (example) axis.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lossjax.optim import make
+
+__all__ = ["FitResult", "History", "NonFiniteLoss", "fit", "fit_many"]
+
+
+class History(NamedTuple):
+    """Per-step records; arrays of shape (steps,) — (runs, steps) from ``fit_many``.
+
+    ``loss`` is the loss at the parameters each step starts from (on that step's batch),
+    ``grad_norm`` the global norm of the gradient there, ``update_norm`` the global norm of
+    the update applied. Entries after a non-finite step are NaN.
+    """
+    loss: jax.Array
+    grad_norm: jax.Array
+    update_norm: jax.Array
+
+    def numpy(self) -> dict:
+        """The history as NumPy arrays (this is where it leaves the device)."""
+        return {k: np.asarray(v) for k, v in self._asdict().items()}
+
+
+class FitResult(NamedTuple):
+    """``params`` after training (before the first non-finite step, if any), the optimizer
+    ``state``, the ``history`` and ``stopped_at``: the 0-based step whose loss, gradient or
+    update was non-finite, or -1. ``fit_many`` stacks every field along a leading run axis."""
+    params: Any
+    state: Any
+    history: History
+    stopped_at: jax.Array
+
+    @property
+    def ok(self):
+        """True when no step went non-finite (a NumPy bool array for ``fit_many``)."""
+        ok = np.asarray(self.stopped_at) < 0
+        return bool(ok) if ok.ndim == 0 else ok
+
+    def run(self, i: int) -> "FitResult":
+        """Run ``i`` of a ``fit_many`` result, as a single-run result."""
+        return jax.tree_util.tree_map(lambda x: x[i], self)
+
+    def report(self) -> str:
+        """One line per run: steps, final loss, where it stopped if it did."""
+        stopped = np.atleast_1d(np.asarray(self.stopped_at))
+        loss = np.asarray(self.history.loss).reshape(len(stopped), -1)
+        lines = []
+        for r, (at, row) in enumerate(zip(stopped, loss)):
+            prefix = f"run {r}: " if np.ndim(self.stopped_at) else ""
+            if at < 0:
+                lines.append(f"{prefix}{row.size} steps, final loss {row[-1]:.6g}")
+            else:
+                last = f"{row[at - 1]:.6g} at step {at - 1}" if at > 0 else "none"
+                lines.append(f"{prefix}non-finite at step {at} of {row.size} (loss there "
+                             f"{row[at]:.6g}; last finite loss {last})")
+        return "\n".join(lines)
+
+
+class NonFiniteLoss(FloatingPointError):
+    """Raised by ``fit`` when the loss, gradient or update becomes non-finite; ``.result``
+    holds the run up to that point (params from before the offending step)."""
+
+    def __init__(self, message, result):
+        super().__init__(message)
+        self.result = result
+
+
+def _all_finite(tree):
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
+              if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+    return functools.reduce(jnp.logical_and, leaves, jnp.asarray(True))
+
+
+def _norm(tree):
+    return jnp.sqrt(sum(jnp.sum(jnp.abs(x) ** 2) for x in jax.tree_util.tree_leaves(tree)))
+
+
+def _leading_size(who, data):
+    sizes = {jnp.shape(x)[0] if jnp.ndim(x) else None for x in jax.tree_util.tree_leaves(data)}
+    if not sizes:
+        raise ValueError(f"{who}: `data` has no arrays.")
+    if None in sizes or len(sizes) != 1:
+        shapes = jax.tree_util.tree_map(lambda x: tuple(jnp.shape(x)), data)
+        raise ValueError(f"{who}: every array in `data` must share its leading (example) axis; "
+                         f"got shapes {shapes}.")
+    return sizes.pop()
+
+
+@functools.lru_cache(maxsize=None)
+def _named(name):
+    """``make(name)`` once per name, so that repeated fits by name share one compilation."""
+    return make(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _named_factory(name):
+    return functools.partial(make, name)
+
+
+def _optimizer(who, optimizer):
+    if isinstance(optimizer, str):
+        return _named(optimizer)
+    if hasattr(optimizer, "init") and hasattr(optimizer, "update"):
+        return optimizer
+    raise TypeError(f"{who}: `optimizer` must be an lj.optim name or an optax "
+                    f"GradientTransformation, got {type(optimizer).__name__}.")
+
+
+def _run(loss_fn, optimizer, steps, batch_size, params, data, key, loss_kwargs):
+    """The training loop for one run: a lax.scan over ``steps``. Pure; jitted and vmapped by
+    the public functions."""
+    extra_args = isinstance(optimizer, optax.GradientTransformationExtraArgs)
+    state = optimizer.init(params)
+    full_batch = batch_size is None
+    # A line search leaves the value and gradient at the accepted point in its state; on a
+    # full batch they are the next step's value and gradient, so reuse them.
+    reuse = (extra_args and full_batch
+             and optax.tree_utils.tree_get(state, "value") is not None
+             and optax.tree_utils.tree_get(state, "grad") is not None)
+    n = None if data is None else jax.tree_util.tree_leaves(data)[0].shape[0]
+    per_epoch = None if full_batch else n // batch_size
+
+    def objective(p, batch):
+        return loss_fn(p, **loss_kwargs) if data is None else loss_fn(p, batch, **loss_kwargs)
+
+    def draw(i, order):
+        if full_batch:
+            return data, order
+        epoch, pos = i // per_epoch, i % per_epoch
+        order = jax.lax.cond(pos == 0,
+                             lambda: jax.random.permutation(jax.random.fold_in(key, epoch), n),
+                             lambda: order)
+        idx = jax.lax.dynamic_slice_in_dim(order, pos * batch_size, batch_size)
+        return jax.tree_util.tree_map(lambda x: jnp.take(x, idx, axis=0), data), order
+
+    def step(carry, i):
+        params, state, order, stopped_at = carry
+        batch, order = draw(i, order)
+        value_fn = functools.partial(objective, batch=batch)
+        if reuse:
+            value, grads = optax.value_and_grad_from_state(value_fn)(params, state=state)
+        else:
+            value, grads = jax.value_and_grad(value_fn)(params)
+        if extra_args:
+            updates, new_state = optimizer.update(grads, state, params, value=value,
+                                                  grad=grads, value_fn=value_fn)
+        else:
+            updates, new_state = optimizer.update(grads, state, params)
+        new_params = optax.apply_updates(params, updates)
+        running = stopped_at < 0
+        bad = ~(jnp.isfinite(value) & _all_finite(grads) & _all_finite(new_params))
+        stopped_at = jnp.where(running & bad, i.astype(stopped_at.dtype), stopped_at)
+        keep = running & ~bad
+        params, state = jax.tree_util.tree_map(lambda new, old: jnp.where(keep, new, old),
+                                               (new_params, new_state), (params, state))
+        nan = jnp.asarray(jnp.nan, jnp.result_type(value, jnp.float32))
+        record = (jnp.where(running, value, nan).astype(nan.dtype),
+                  jnp.where(running, _norm(grads), nan).astype(nan.dtype),
+                  jnp.where(keep, _norm(updates), nan).astype(nan.dtype))
+        return (params, state, order, stopped_at), record
+
+    order = jnp.arange(n if n is not None else 1)
+    carry = (params, state, order, jnp.asarray(-1, jnp.int32))
+    (params, state, _, stopped_at), (loss, gnorm, unorm) = jax.lax.scan(
+        step, carry, jnp.arange(steps))
+    return FitResult(params, state, History(loss, gnorm, unorm), stopped_at)
+
+
+_STATIC = ("loss_fn", "optimizer", "steps", "batch_size")
+_fit_jit = jax.jit(_run, static_argnames=_STATIC)
+
+
+def _check_common(who, loss_fn, params, data, steps, batch_size, loss_kwargs):
+    if not callable(loss_fn):
+        raise TypeError(f"{who}: `loss_fn` must be callable, got {type(loss_fn).__name__}.")
+    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"{who}: `steps` must be a positive int, got {steps!r}.")
+    if data is None:
+        if batch_size is not None:
+            raise ValueError(f"{who}: `batch_size` needs `data`; got data=None.")
+        return
+    n = _leading_size(who, data)
+    if batch_size is not None:
+        if (not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool)
+                or not 1 <= batch_size <= n):
+            raise ValueError(f"{who}: `batch_size` must be an int in [1, {n}] (the number of "
+                             f"examples in `data`), got {batch_size!r}.")
+
+
+def _check_scalar(who, loss_fn, params, data, loss_kwargs):
+    args = (params,) if data is None else (params, data)
+    out = jax.eval_shape(lambda *a: loss_fn(*a, **loss_kwargs), *args)
+    if not hasattr(out, "shape") or out.shape != () or not jnp.issubdtype(out.dtype,
+                                                                           jnp.floating):
+        got = out if not hasattr(out, "shape") else f"{out.dtype}{list(out.shape)}"
+        raise ValueError(f"{who}: `loss_fn` must return a floating-point scalar, got {got}. "
+                         f"Reduce it (e.g. reduction='mean').")
+
+
+def fit(loss_fn: Callable, params, data, optimizer, steps: int, *, batch_size: int | None = None,
+        key=None, loss_kwargs: dict | None = None, on_nonfinite: str = "raise") -> FitResult:
+    """Train ``params`` for ``steps`` steps in one jitted ``lax.scan``.
+
+    - ``optimizer``: an ``lj.optim`` name (default hyperparameters) or any optax
+      transformation; line-search methods (lbfgs, cg) get ``value``, ``grad`` and
+      ``value_fn`` — the loss on the step's batch.
+    - ``batch_size``: draw minibatches on device, each epoch a fresh permutation from ``key``
+      (the last ``n % batch_size`` examples of each permutation are skipped); None = the
+      full batch every step.
+    - ``loss_kwargs``: extra keyword arguments of ``loss_fn`` (arrays are traced).
+    - ``on_nonfinite``: when the loss, gradient or new parameters are NaN/inf at some step,
+      the loop freezes the parameters from before that step; "raise" (default) then raises
+      :class:`NonFiniteLoss` naming the step (the partial result is ``err.result``), "stop"
+      returns the result with ``result.stopped_at`` set.
+
+    Compiled once per (loss_fn, optimizer, steps, batch_size) and input shapes: reuse the same
+    function and transformation objects to reuse the compilation.
+    """
+    who = "lj.train.fit"
+    loss_kwargs = dict(loss_kwargs or {})
+    if on_nonfinite not in ("raise", "stop"):
+        raise ValueError(f"{who}: `on_nonfinite` must be 'raise' or 'stop', got {on_nonfinite!r}.")
+    optimizer = _optimizer(who, optimizer)
+    _check_common(who, loss_fn, params, data, steps, batch_size, loss_kwargs)
+    _check_scalar(who, loss_fn, params, data, loss_kwargs)
+    key = jax.random.PRNGKey(0) if key is None else key
+    result = _fit_jit(loss_fn=loss_fn, optimizer=optimizer, steps=int(steps),
+                      batch_size=batch_size, params=params, data=data, key=key,
+                      loss_kwargs=loss_kwargs)
+    if on_nonfinite == "raise" and not result.ok:
+        at = int(result.stopped_at)
+        raise NonFiniteLoss(
+            f"{who}: the loss, gradient or update is {result.report()}. The parameters in "
+            f"err.result.params are those before step {at}; lower the learning rate or clip the "
+            f"gradient (lj.optim.make(..., clip_norm=...)).", result)
+    return result
+
+
+def _runs(who, named):
+    """The common number of runs of the batched inputs, checked."""
+    sizes = {}
+    for what, tree in named.items():
+        for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]:
+            if jnp.ndim(x) == 0:
+                raise ValueError(f"{who}: `{what}{jax.tree_util.keystr(path)}` is a scalar; "
+                                 f"swept values need a leading run axis.")
+            sizes[f"{what}{jax.tree_util.keystr(path)}"] = jnp.shape(x)[0]
+    if not sizes:
+        raise ValueError(f"{who}: nothing to sweep; give `hparams`, `loss_hparams`, `keys` or "
+                         f"`batched_params=True` (or call lj.train.fit).")
+    if len(set(sizes.values())) != 1:
+        listing = ", ".join(f"{k}: {v}" for k, v in sizes.items())
+        raise ValueError(f"{who}: swept inputs disagree on the number of runs ({listing}).")
+    return next(iter(sizes.values()))
+
+
+@functools.partial(jax.jit, static_argnames=("loss_fn", "factory", "steps", "batch_size",
+                                             "params_axis"))
+def _fit_many_jit(loss_fn, factory, steps, batch_size, params_axis, params, data, keys,
+                  hparams, loss_hparams):
+    def one(params, key, hp, loss_hp):
+        return _run(loss_fn, factory(**hp), steps, batch_size, params, data, key, loss_hp)
+    return jax.vmap(one, in_axes=(params_axis, 0, 0, 0))(params, keys, hparams, loss_hparams)
+
+
+def fit_many(loss_fn: Callable, params, data, optimizer, steps: int, *,
+             hparams: dict | None = None, loss_hparams: dict | None = None, keys=None,
+             batched_params: bool = False, batch_size: int | None = None) -> FitResult:
+    """``fit`` vmapped over runs: one compiled call trains every run of a sweep.
+
+    - ``optimizer``: an ``lj.optim`` name, a factory ``(**hparams) -> transformation``
+      (e.g. ``functools.partial(lj.optim.make, "momentum", momentum=0.9)``), or a fixed
+      transformation when no optimizer hyperparameter is swept.
+    - ``hparams``: optimizer hyperparameters, each an array with one value per run.
+    - ``loss_hparams``: keyword arguments of ``loss_fn``, one value per run (e.g. focal γ).
+    - ``keys``: one PRNG key per run (minibatch order); ``batched_params=True``: ``params``
+      carry a leading run axis (e.g. one initialisation per seed).
+
+    Every run equals ``fit`` with that run's values. A run that goes non-finite stops there
+    (``result.stopped_at[run]``) while the others go on; nothing is raised.
+    """
+    who = "lj.train.fit_many"
+    hparams, loss_hparams = dict(hparams or {}), dict(loss_hparams or {})
+    batched = {"hparams": hparams, "loss_hparams": loss_hparams}
+    if keys is not None:
+        batched["keys"] = jax.random.key_data(keys) if jnp.issubdtype(
+            jnp.asarray(keys).dtype, jax.dtypes.prng_key) else keys
+    if batched_params:
+        batched["params"] = params
+    runs = _runs(who, batched)
+    if isinstance(optimizer, str):
+        _named(optimizer)  # an unknown name fails here, not under vmap
+        factory = _named_factory(optimizer)
+    elif hasattr(optimizer, "init") and hasattr(optimizer, "update"):
+        if hparams:
+            raise ValueError(f"{who}: `hparams` need an optimizer factory or name, not a fixed "
+                             f"transformation; e.g. functools.partial(lj.optim.make, 'sgd').")
+        factory = _Fixed(optimizer)
+    elif callable(optimizer):
+        factory = optimizer
+    else:
+        raise TypeError(f"{who}: `optimizer` must be an lj.optim name, a factory or an optax "
+                        f"GradientTransformation, got {type(optimizer).__name__}.")
+    one_params = jax.tree_util.tree_map(lambda x: x[0], params) if batched_params else params
+    _check_common(who, loss_fn, one_params, data, steps, batch_size, loss_hparams)
+    _check_scalar(who, loss_fn, one_params, data,
+                  jax.tree_util.tree_map(lambda x: x[0], loss_hparams))
+    if keys is None:
+        keys = jax.random.split(jax.random.PRNGKey(0), runs)
+    return _fit_many_jit(loss_fn=loss_fn, factory=factory, steps=int(steps),
+                         batch_size=batch_size, params_axis=0 if batched_params else None,
+                         params=params, data=data, keys=keys, hparams=hparams,
+                         loss_hparams=loss_hparams)
+
+
+class _Fixed:
+    """A factory that ignores its (empty) hyperparameters; hashable by the transformation."""
+
+    def __init__(self, transformation):
+        self.transformation = transformation
+
+    def __call__(self):
+        return self.transformation
+
+    def __hash__(self):
+        return hash(self.transformation)
+
+    def __eq__(self, other):
+        return isinstance(other, _Fixed) and other.transformation is self.transformation
