@@ -33,3 +33,4 @@ clean:
 bench: $(VENV)/.lab-installed
 	mkdir -p results
 	$(PY) benchmarks/bench_audit.py --json results/bench_audit.json
+	$(PY) benchmarks/bench_optim.py --json results/bench_optim.json
