@@ -198,32 +198,33 @@ def segmentation_masks(key, n: int, size: tuple = (32, 32), *, foreground: float
     return Dataset({"image": image, "mask": mask}, {"foreground_fraction": jnp.mean(mask)})
 
 
-def sequences(key, n: int, length: int = 16, d: int = 8, *, num_labels: int = 8,
+def sequences(key, n: int, length: int = 16, d: int = 8, *, num_classes: int = 8,
               noise: float = 0.0, min_length: int | None = None,
               dtype=jnp.float32) -> Dataset:
-    """Per-position multi-label targets from a linear teacher: features x_t ~ N(0, I_d),
-    targets y_t = [W x_t + ε > 0] ∈ {0,1}^num_labels (ε ~ N(0, noise²) label noise). With
-    ``min_length``, each sequence gets a random length in [min_length, length] and ``where``
-    marks the valid positions. data: x (n, L, d), y (n, L, num_labels) float in {0, 1},
-    where (n, L) bool, lengths (n,). truth: teacher (num_labels, d)."""
+    """Token sequences labelled by a linear teacher: features x_t ~ N(0, I_d), label
+    y_t = argmax_k (W x_t + ε)_k over ``num_classes`` classes (ε ~ N(0, noise²) label noise).
+    With ``min_length``, each sequence gets a random length in [min_length, length];
+    ``where`` marks the valid positions and the padding labels are -100 (ignore_index).
+    data: x (n, L, d), y (n, L) int32, where (n, L) bool, lengths (n,).
+    truth: teacher (num_classes, d)."""
     who = "sequences"
     _key(who, key)
     _count(who, "n", n), _count(who, "length", length), _count(who, "d", d)
-    _count(who, "num_labels", num_labels)
+    _count(who, "num_classes", num_classes, 2)
     _number(who, "noise", noise, 0, None)
     if min_length is not None and not (isinstance(min_length, int) and 1 <= min_length <= length):
         raise ValueError(f"lj.data.{who}: `min_length` must be an int in [1, {length}], "
                          f"got {min_length!r}.")
     kx, kw, ke, kl = jax.random.split(key, 4)
     x = jax.random.normal(kx, (n, length, d), dtype)
-    teacher = jax.random.normal(kw, (num_labels, d), dtype)
-    logits = x @ teacher.T + noise * jax.random.normal(ke, (n, length, num_labels), dtype)
-    y = (logits > 0).astype(dtype)
+    teacher = jax.random.normal(kw, (num_classes, d), dtype)
+    scores = x @ teacher.T + noise * jax.random.normal(ke, (n, length, num_classes), dtype)
     if min_length is None:
         lengths = jnp.full(n, length, jnp.int32)
     else:
         lengths = jax.random.randint(kl, (n,), min_length, length + 1, jnp.int32)
     where = jnp.arange(length)[None, :] < lengths[:, None]
+    y = jnp.where(where, jnp.argmax(scores, axis=-1).astype(jnp.int32), -100)
     return Dataset({"x": x, "y": y, "where": where, "lengths": lengths}, {"teacher": teacher})
 
 

@@ -77,12 +77,15 @@ def test_segmentation_foreground_is_small_and_visible():
 
 
 def test_sequences_follow_their_teacher():
-    ds = lj.data.sequences(K, 20, 10, 4, num_labels=3, min_length=3)
+    ds = lj.data.sequences(K, 20, 10, 4, num_classes=3, min_length=3)
     x, y = np.asarray(ds.data["x"]), np.asarray(ds.data["y"])
-    np.testing.assert_array_equal(y, (x @ np.asarray(ds.truth["teacher"]).T > 0).astype(float))
+    where = np.asarray(ds.data["where"])
+    teacher_labels = np.argmax(x @ np.asarray(ds.truth["teacher"]).T, axis=-1)
+    np.testing.assert_array_equal(y[where], teacher_labels[where])
+    assert np.all(y[~where] == -100)
     lengths = np.asarray(ds.data["lengths"])
     assert lengths.min() >= 3 and lengths.max() <= 10
-    np.testing.assert_array_equal(np.asarray(ds.data["where"]).sum(axis=1), lengths)
+    np.testing.assert_array_equal(where.sum(axis=1), lengths)
 
 
 def test_gaussian_mixture_covers_every_mode():

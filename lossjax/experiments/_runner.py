@@ -1,0 +1,217 @@
+"""Running experiments: atomic per-experiment results, resumable runs, REPORT.md.
+
+Layout of the output folder::
+
+    OUT/REPORT.md                 summary table, then one section per experiment
+    OUT/<name>/result.json        the Result, the config and the code version it came from
+    OUT/<name>/*.png              its figures
+
+An experiment runs in ``OUT/.<name>.partial-<pid>``; only when its result.json is written and
+flushed is the folder renamed into place, so an interrupted run (Ctrl-C, kill -9, a crash)
+never leaves a half-written result: a re-run finds either the complete previous result or
+none. A result is reused when its config and code version match, unless ``force``.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from lossjax.experiments._base import Config, Result
+
+FORMAT = "lossjax-lab-result/1"
+
+
+class LabError(Exception):
+    """A problem with the output folder or the request, reported in one line."""
+
+
+def code_version() -> str:
+    """Hash of every source file of the package: any change to lossjax re-runs the lab."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _atomic_write(path: Path, text: str):
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load(out: Path, name: str):
+    """The stored record for ``name`` (dict with result, config, code_version, seconds), None
+    when there is none, or a LabError for a file that is not one of ours."""
+    folder = out / name
+    if not folder.exists():
+        return None
+    if not folder.is_dir():
+        raise LabError(f"{folder} exists but is not a folder; move it away or choose another "
+                       f"--out.")
+    path = folder / "result.json"
+    if not path.exists():
+        raise LabError(f"{folder} has no result.json: it was not written by lossjax lab. "
+                       f"Move it away or choose another --out.")
+    try:
+        record = json.loads(path.read_text())
+        if record.get("format") != FORMAT:
+            raise ValueError(f"format {record.get('format')!r}")
+        record["result"] = Result.from_dict(record["result"])
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise LabError(f"{path} is corrupt or not a lossjax lab result ({e}). Delete the "
+                       f"folder or re-run with --force.") from None
+    return record
+
+
+def _clean_leftovers(out: Path):
+    """Folders of runs that were interrupted before their result was complete."""
+    for p in out.glob(".*.partial-*"):
+        shutil.rmtree(p, ignore_errors=True)
+    for p in out.glob(".*.old-*"):
+        shutil.rmtree(p, ignore_errors=True)
+    for p in out.glob(".*.tmp-*"):
+        p.unlink(missing_ok=True)
+
+
+def run_one(name: str, config: Config, out: Path, version: str) -> dict:
+    module = importlib.import_module(f"lossjax.experiments.{name}")
+    partial = out / f".{name}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    start = time.perf_counter()
+    result = module.run(Config(full=config.full, seed=config.seed, out=partial))
+    seconds = time.perf_counter() - start
+    missing = [f for f, _ in result.figures if not (partial / f).is_file()]
+    if missing:
+        raise RuntimeError(f"{name}: figures {missing} were not written")
+    record = {"format": FORMAT, "name": name, "config": config.key(), "code_version": version,
+              "seconds": round(seconds, 2), "result": result.to_dict()}
+    _atomic_write(partial / "result.json", json.dumps(record, indent=2, default=str) + "\n")
+    final = out / name
+    old = out / f".{name}.old-{os.getpid()}"
+    if final.exists():
+        os.rename(final, old)
+    os.rename(partial, final)
+    shutil.rmtree(old, ignore_errors=True)
+    record["result"] = result
+    return record
+
+
+def run_lab(names, *, full=False, seed=0, out="results", force=False, progress=True,
+            echo=print) -> tuple[list, list]:
+    """Run (or reuse) the named experiments in order and write ``out/REPORT.md``.
+
+    Returns (records, failures): one record per finished experiment, and (name, message)
+    for each experiment that raised (the others still run)."""
+    from lossjax.experiments import NAMES
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise LabError(f"--out {out} exists and is not a folder.")
+    unknown = [n for n in names if n not in NAMES]
+    if unknown:
+        import difflib
+        hints = [difflib.get_close_matches(n, NAMES, 1) for n in unknown]
+        hint = "; ".join(f"{n!r} (did you mean {h[0]!r}?)" if h else repr(n)
+                         for n, h in zip(unknown, hints))
+        raise LabError(f"unknown experiment {hint}. Known: {', '.join(NAMES)}.")
+    out.mkdir(parents=True, exist_ok=True)
+    _clean_leftovers(out)
+    config = Config(full=full, seed=seed)
+    version = code_version()
+    bar = _bar(len(names)) if progress else None
+    records, failures = [], []
+    for i, name in enumerate(names, 1):
+        if bar:
+            bar.set_description(name)
+        record = None if force else load(out, name)
+        fresh = (record is not None and record["config"] == config.key()
+                 and record["code_version"] == version)
+        if fresh:
+            status = "reused"
+        else:
+            try:
+                record = run_one(name, config, out, version)
+                status = f"{record['seconds']:.1f} s"
+            except KeyboardInterrupt:
+                raise
+            except Exception as e:      # one experiment's failure must not lose the others
+                failures.append((name, f"{type(e).__name__}: {e}"))
+                echo(f"[{i}/{len(names)}] {name}: FAILED — {type(e).__name__}: {e}")
+                traceback.print_exc(file=sys.stderr)
+                if bar:
+                    bar.update()
+                continue
+        records.append(record)
+        r = record["result"]
+        echo(f"[{i}/{len(names)}] {name}: {r.verdict} — {r.key_number} ({status})")
+        if bar:
+            bar.update()
+        write_report(out, config, version)
+    if bar:
+        bar.close()
+    write_report(out, config, version)
+    return records, failures
+
+
+def _bar(total):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, file=sys.stderr, leave=False, unit="experiment")
+
+
+def write_report(out: Path, config: Config, version: str):
+    """REPORT.md from every stored result in ``out`` (in catalogue order), written atomically."""
+    from lossjax.experiments import NAMES
+    records = []
+    for name in NAMES:
+        try:
+            record = load(out, name)
+        except LabError:
+            continue
+        if record is not None:
+            records.append(record)
+    lines = ["# lossjax lab report", "",
+             f"Configuration: {'full' if config.full else 'quick'}, seed {config.seed}; code "
+             f"version {version}. Reproduce with `lossjax lab{' --full' if config.full else ''}"
+             f"{f' --seed {config.seed}' if config.seed else ''}`.", "",
+             "| # | experiment | claim | verdict | key number |", "|---|---|---|---|---|"]
+    for i, rec in enumerate(records, 1):
+        r = rec["result"]
+        stale = "" if rec["code_version"] == version and rec["config"] == config.key() else \
+            " (from an earlier code version or config)"
+        lines.append(f"| {i} | [{r.title}](#{_anchor(i, r.title)}) | {_cell(r.claim)} | "
+                     f"**{r.verdict}**{stale} | {_cell(r.key_number)} |")
+    for i, rec in enumerate(records, 1):
+        r = rec["result"]
+        lines += ["", f"## {i}. {r.title}", "", f"**Claim.** {r.claim}", "",
+                  f"**Verdict: {r.verdict}.** {r.summary}", ""]
+        for table in r.tables:
+            lines += [table, ""]
+        for file, caption in r.figures:
+            lines += [f"![{caption}]({r.name}/{file})", ""]
+        lines.append(f"<sub>{r.name}: {rec['seconds']} s, config {rec['config']}, "
+                     f"code version {rec['code_version']}</sub>")
+    _atomic_write(out / "REPORT.md", "\n".join(lines) + "\n")
+
+
+def _cell(text):
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _anchor(i, title):
+    import re
+    return f"{i}-" + re.sub(r"[^a-z0-9 -]", "", title.lower()).replace(" ", "-")
