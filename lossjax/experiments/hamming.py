@@ -6,7 +6,6 @@ gradient descent on (a) the Hamming loss itself, (b) its softmax relaxation soft
 """
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 import lossjax as lj
 from lossjax.experiments._base import Result, figure, markdown_table
