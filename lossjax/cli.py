@@ -5,7 +5,7 @@
                   [--json PATH] [--markdown PATH]
     lossjax audit --target pkg.module:fn [--grad pkg.module:fn_grad] [--hess ...]
                   --shape 8 [--shape 8] [--argnums 0] [--dtype float64] [--seed 0]
-    lossjax lab
+    lossjax lab [NAME ...] [--full] [--out DIR] [--device cpu|gpu|tpu] [--seed N] [--force]
 """
 from __future__ import annotations
 
@@ -149,10 +149,35 @@ def _audit_target(args) -> int:
 
 
 def _lab(args) -> int:
-    ns = argparse.Namespace(names=[], dtype=None, kind=None, json=None, markdown=None)
-    print("lossjax lab: every catalogue entry's hand-derived gradient and Hessian diagonal "
-          "audited against autodiff and a float64 numerical oracle\n", flush=True)
-    return _audit_catalog(ns)
+    """Run the experiments (all by default) and write OUT/REPORT.md; exit 1 if any raised."""
+    _compilation_cache()
+    import jax
+    from lossjax import experiments
+    names = args.names or list(experiments.NAMES)
+    try:
+        device = jax.devices(args.device)[0]
+    except RuntimeError as e:
+        raise UsageError(f"--device {args.device}: no such JAX backend here "
+                         f"({str(e).splitlines()[0]}).") from None
+    print(f"lossjax lab: {len(names)} experiment(s), "
+          f"{'full' if args.full else 'quick'} configuration, seed {args.seed}, on {device}; "
+          f"results in {args.out}/", flush=True)
+    start = time.perf_counter()
+    try:
+        with jax.default_device(device):
+            records, failures = experiments.run_lab(
+                names, full=args.full, seed=args.seed, out=args.out, force=args.force,
+                echo=lambda line: print(line, flush=True))
+    except experiments.LabError as e:
+        raise UsageError(str(e)) from None
+    print("\n| experiment | verdict | key number |\n|---|---|---|")
+    for rec in records:
+        r = rec["result"]
+        print(f"| {r.title} | {r.verdict} | {r.key_number} |")
+    print(f"\n{len(records)} experiment(s) in {time.perf_counter() - start:.0f} s; report: "
+          f"{args.out}/REPORT.md" + (f"; {len(failures)} FAILED: "
+                                    + ", ".join(n for n, _ in failures) if failures else ""))
+    return 1 if failures else 0
 
 
 def main(argv=None) -> int:
@@ -175,7 +200,14 @@ def main(argv=None) -> int:
     p.add_argument("--argnums", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=lambda a: _audit_target(a) if a.target else _audit_catalog(a))
-    p = sub.add_parser("lab", help="the lab report (today: the audited catalogue)")
+    p = sub.add_parser("lab", help="run the experiments and write the lab report")
+    p.add_argument("names", nargs="*", help="experiments (default: all, in order)")
+    p.add_argument("--full", action="store_true", help="the longer configuration")
+    p.add_argument("--out", default="results", help="output folder (default: results)")
+    p.add_argument("--device", default="cpu", help="JAX backend: cpu (default), gpu, tpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true",
+                   help="re-run experiments even when a result for this config and code exists")
     p.set_defaults(run=_lab)
     args = parser.parse_args(argv)
     try:

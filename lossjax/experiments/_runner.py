@@ -131,7 +131,11 @@ def run_lab(names, *, full=False, seed=0, out="results", force=False, progress=T
     config = Config(full=full, seed=seed)
     version = code_version()
     bar = _bar(len(names)) if progress else None
-    records, failures = [], []
+    if bar is not None:
+        from tqdm import tqdm
+        plain_echo = echo
+        echo = lambda line: tqdm.write(line, file=sys.stdout) if plain_echo is print else \
+            plain_echo(line)
     for i, name in enumerate(names, 1):
         if bar:
             bar.set_description(name)
@@ -198,7 +202,7 @@ def write_report(out: Path, config: Config, version: str):
     for i, rec in enumerate(records, 1):
         r = rec["result"]
         lines += ["", f"## {i}. {r.title}", "", f"**Claim.** {r.claim}", "",
-                  f"**Verdict: {r.verdict}.** {r.summary}", ""]
+                  f"**Verdict: {r.verdict}.** {r.summary[:1].upper()}{r.summary[1:]}", ""]
         for table in r.tables:
             lines += [table, ""]
         for file, caption in r.figures:

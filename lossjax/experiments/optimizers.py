@@ -196,8 +196,9 @@ def run(config):
         for name in SETTINGS:
             loss = curves[(label, name)]
             y = loss - f_star if f_star is not None else loss
-            ax.semilogy(np.maximum(y, 1e-16), label=name, lw=1)
+            ax.semilogy(np.maximum(y, 1e-9), label=name, lw=1)   # float32 resolves ~1e-7
         ax.set_title(label)
+        ax.set_ylim(bottom=1e-9)
         ax.set_xscale("symlog", linthresh=10)
     axes[0].legend(fontsize=7)
     figures.append(save(legend=False))
