@@ -91,11 +91,15 @@ def run_one(name: str, config: Config, out: Path, version: str) -> dict:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     start = time.perf_counter()
-    result = module.run(Config(full=config.full, seed=config.seed, out=partial))
+    try:
+        result = module.run(Config(full=config.full, seed=config.seed, out=partial))
+        missing = [f for f, _ in result.figures if not (partial / f).is_file()]
+        if missing:
+            raise RuntimeError(f"{name}: figures {missing} were not written")
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     seconds = time.perf_counter() - start
-    missing = [f for f, _ in result.figures if not (partial / f).is_file()]
-    if missing:
-        raise RuntimeError(f"{name}: figures {missing} were not written")
     record = {"format": FORMAT, "name": name, "config": config.key(), "code_version": version,
               "seconds": round(seconds, 2), "result": result.to_dict()}
     _atomic_write(partial / "result.json", json.dumps(record, indent=2, default=str) + "\n")
@@ -136,6 +140,7 @@ def run_lab(names, *, full=False, seed=0, out="results", force=False, progress=T
         plain_echo = echo
         echo = lambda line: tqdm.write(line, file=sys.stdout) if plain_echo is print else \
             plain_echo(line)
+    records, failures = [], []
     for i, name in enumerate(names, 1):
         if bar:
             bar.set_description(name)

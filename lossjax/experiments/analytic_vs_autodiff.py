@@ -20,7 +20,7 @@ from lossjax.experiments._base import Result, figure, markdown_table
 def _inputs(key, big):
     """(family, loss name, args, kwargs) at a size where time is measurable."""
     k = jax.random.split(key, 8)
-    n = 1 << (20 if big else 18)
+    n = 1 << (20 if big else 17)
     x = jax.random.normal(k[0], (n,))
     t = jax.random.normal(k[1], (n,))
     bits = jax.random.bernoulli(k[2], 0.5, (n,)).astype(jnp.float32)
@@ -65,7 +65,7 @@ def run(config):
     notes = [r for r in rows if "note" in r.verdict]
     audit_table = lj.audit.to_markdown(rows)
 
-    repeats = config.pick(15, 40)
+    repeats = config.pick(10, 40)
     speed_rows, ratios = [], {}
     for family, name, args, kwargs in _inputs(jax.random.PRNGKey(config.seed), config.full):
         loss = lj.get(name)
