@@ -22,6 +22,7 @@ from lossjax.losses.segmentation import dice, jaccard, tversky
 from lossjax.losses.sequence import ctc, hamming, soft_hamming
 from lossjax.losses.robust import adaptive_robust
 from lossjax.losses.composite import WeightedSum, uncertainty_weighting, weighted_sum
+from lossjax.losses.large_vocab import linear_cross_entropy
 from lossjax.losses.adversarial import (
     gradient_penalty, hinge_discriminator, hinge_generator, lsgan_discriminator, lsgan_generator,
     minimax_discriminator, minimax_generator, nonsaturating_generator, wasserstein_critic,
@@ -42,5 +43,5 @@ __all__ = [
     "dice", "tversky", "jaccard", "hamming", "soft_hamming", "ctc", "adaptive_robust", "minimax_discriminator", "minimax_generator", "nonsaturating_generator",
     "lsgan_discriminator", "lsgan_generator", "hinge_discriminator", "hinge_generator",
     "wasserstein_critic", "wasserstein_generator", "gradient_penalty",
-    "uncertainty_weighting", "weighted_sum", "WeightedSum",
+    "uncertainty_weighting", "weighted_sum", "WeightedSum", "linear_cross_entropy",
 ]

@@ -102,7 +102,8 @@ class Loss:
 
     def __init__(self, terms_fn, *, family: str, formula: str, sampler, kinks=(),
                  elementwise: bool, has_hess_diag: Optional[bool] = None, references=(),
-                 grad_note: Optional[str] = None, grad_wrt=(), _analytic_vjp: bool = False):
+                 grad_note: Optional[str] = None, grad_wrt=(), forward_mode: bool = True,
+                 _analytic_vjp: bool = False):
         self._terms_fn = terms_fn
         self.name = terms_fn.__name__
         self.family = family
@@ -111,6 +112,9 @@ class Loss:
         self.elementwise = elementwise
         self.grad_note = grad_note
         self.grad_wrt = tuple(grad_wrt)   # other arguments with a hand-derived .grad(wrt=...)
+        # False for losses built on a jax.custom_vjp (reverse mode only: jax.grad and .grad
+        # work, jax.jvp / jacfwd / hessian do not)
+        self.forward_mode = forward_mode
         self.has_grad = grad_note is None
         self.has_hess_diag = (elementwise and self.has_grad) if has_hess_diag is None \
             else has_hess_diag
@@ -229,7 +233,7 @@ class Loss:
         return Loss(self._terms_fn, family=self.family, formula=self.formula,
                     sampler=self._sampler, kinks=self.kinks, elementwise=self.elementwise,
                     has_hess_diag=self.has_hess_diag, references=self.references,
-                    grad_wrt=self.grad_wrt, _analytic_vjp=True)
+                    grad_wrt=self.grad_wrt, forward_mode=self.forward_mode, _analytic_vjp=True)
 
     # -- sampling ---------------------------------------------------------------------------
 
@@ -306,12 +310,13 @@ def _sum_to_shape(x, shape):
 
 
 def loss(*, family: str, formula: str, sampler, kinks=(), elementwise: bool,
-         has_hess_diag: Optional[bool] = None, references=(), grad_note=None, grad_wrt=()):
+         has_hess_diag: Optional[bool] = None, references=(), grad_note=None, grad_wrt=(),
+         forward_mode: bool = True):
     """Decorator: turn a terms function into a registered :class:`Loss`."""
     def wrap(terms_fn) -> Loss:
         obj = Loss(terms_fn, family=family, formula=formula, sampler=sampler, kinks=kinks,
                    elementwise=elementwise, has_hess_diag=has_hess_diag, references=references,
-                   grad_note=grad_note, grad_wrt=grad_wrt)
+                   grad_note=grad_note, grad_wrt=grad_wrt, forward_mode=forward_mode)
         if obj.name in _REGISTRY:
             raise RuntimeError(f"a loss named {obj.name!r} is already registered")
         _REGISTRY[obj.name] = obj
