@@ -79,6 +79,7 @@ def _token_blocks(x, o, fill=0):
     return x.reshape((o.n_tok, o.t) + x.shape[1:])
 
 
+@functools.partial(jax.jit, static_argnums=5)      # one compilation per shape and options
 def _forward(hidden, weight, bias, labels, valid, o):
     """Per-token losses (0 where not valid) and logsumexps, one token block at a time."""
     def token_block(_, blk):
@@ -107,6 +108,7 @@ def _forward(hidden, weight, bias, labels, valid, o):
     return jnp.where(valid, value, 0.0), lse
 
 
+@functools.partial(jax.jit, static_argnums=7)
 def _backward(hidden, weight, bias, labels, valid, lse, cotangent, o):
     """Σ_t c_t ∂ℓ_t/∂(hidden, weight, bias), recomputing each block's logits.
 
