@@ -34,3 +34,5 @@ bench: $(VENV)/.lab-installed
 	mkdir -p results
 	$(PY) benchmarks/bench_audit.py --json results/bench_audit.json
 	$(PY) benchmarks/bench_optim.py --json results/bench_optim.json
+	$(PY) benchmarks/bench_losses.py --json results/bench_losses.json
+	$(PY) benchmarks/bench_fused_ce.py --json results/bench_fused_ce.json

@@ -4,9 +4,9 @@ hand-derived derivatives (``with_analytic_vjp()``) against JAX autodiff, per fam
 Quick: the float32 edge-case audit of every loss (saturated logits, zero residuals, kinks,
 probabilities of exactly 0 and 1). Full: float32 and float64, generic and edge samples.
 Speed: a jitted value-and-gradient step of one representative loss per family at a realistic
-size, median over repeats after warm-up, analytic / autodiff time ratio (< 1: analytic faster).
+size, best of alternating repeats after warm-up, analytic / autodiff time ratio (< 1: analytic
+faster).
 """
-import statistics
 import time
 
 import jax
@@ -47,14 +47,34 @@ def _inputs(key, big):
     ]
 
 
-def _median_time(fn, args, repeats):
-    jax.block_until_ready(fn(*args))
-    times = []
+def _paired_best(f, g, args, repeats):
+    """Best times of f and g over ``repeats`` alternating runs (robust to a noisy machine)."""
+    jax.block_until_ready((f(*args), g(*args)))
+    tf, tg = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, out in ((f, tf), (g, tg)):
+            start = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            out.append(time.perf_counter() - start)
+    return min(tf), min(tg)
+
+
+def speed_rows(key, big, repeats):
+    """[family, loss, size, autodiff ms, analytic ms, ratio, max relative gradient difference]
+    for one representative loss per family (also used by benchmarks/bench_losses.py)."""
+    rows = []
+    for family, name, args, kwargs in _inputs(key, big):
+        loss = lj.get(name)
+        auto = jax.jit(jax.value_and_grad(lambda *a: loss(*a, **kwargs)))
+        fast = loss.with_analytic_vjp()
+        analytic = jax.jit(jax.value_and_grad(lambda *a: fast(*a, **kwargs)))
+        (_, ga), (_, gb) = auto(*args), analytic(*args)
+        agree = float(jnp.max(jnp.abs(ga - gb)) / (jnp.max(jnp.abs(ga)) + 1e-30))
+        t_auto, t_analytic = _paired_best(auto, analytic, args, repeats)
+        size = "×".join(str(d) for d in args[0].shape)
+        rows.append([family, name, size, 1e3 * t_auto, 1e3 * t_analytic, t_analytic / t_auto,
+                     agree])
+    return rows
 
 
 def run(config):
@@ -65,25 +85,12 @@ def run(config):
     notes = [r for r in rows if "note" in r.verdict]
     audit_table = lj.audit.to_markdown(rows)
 
-    repeats = config.pick(10, 40)
-    speed_rows, ratios = [], {}
-    for family, name, args, kwargs in _inputs(jax.random.PRNGKey(config.seed), config.full):
-        loss = lj.get(name)
-        auto = jax.jit(jax.value_and_grad(lambda *a: loss(*a, **kwargs)))
-        fast = loss.with_analytic_vjp()
-        analytic = jax.jit(jax.value_and_grad(lambda *a: fast(*a, **kwargs)))
-        (_, ga), (_, gb) = auto(*args), analytic(*args)
-        agree = float(jnp.max(jnp.abs(ga - gb)) / (jnp.max(jnp.abs(ga)) + 1e-30))
-        t_auto = _median_time(auto, args, repeats)
-        t_analytic = _median_time(analytic, args, repeats)
-        ratios[name] = t_analytic / t_auto
-        size = "×".join(str(d) for d in args[0].shape)
-        speed_rows.append([family, name, size, 1e3 * t_auto, 1e3 * t_analytic,
-                           t_analytic / t_auto, agree])
+    speed = speed_rows(jax.random.PRNGKey(config.seed), config.full, config.pick(10, 40))
+    ratios = {r[1]: r[5] for r in speed}
     fig, ax, save = figure(config, "speed.png",
                            "Value-and-gradient time: with_analytic_vjp() / autodiff",
                            "loss", "time ratio (< 1: analytic faster)", size=(8, 4))
-    names = [r[1] for r in speed_rows]
+    names = [r[1] for r in speed]
     ax.bar(range(len(names)), [ratios[n] for n in names],
            color=["tab:green" if ratios[n] <= 1 else "tab:orange" for n in names])
     ax.axhline(1.0, color="k", lw=0.8)
@@ -119,6 +126,6 @@ def run(config):
                  "backend": jax.default_backend()},
         tables=[audit_table,
                 markdown_table(["family", "loss", "size", "autodiff ms", "analytic ms",
-                                "ratio", "max gradient difference (relative)"], speed_rows,
+                                "ratio", "max gradient difference (relative)"], speed,
                                fmt="{:.3g}")],
         figures=figures)
