@@ -86,8 +86,8 @@ def main():
         child(a.child, n, d, v, a.repeats, a.dtype, block)
         return
     rows = []
-    print(f"| N | D | V | dtype | dense s | fused s | time ratio | dense MB | fused MB | "
-          f"memory ratio | loss difference |")
+    print("| N | D | V | dtype | dense s | fused s | time ratio | dense MB | fused MB | "
+          "memory ratio | loss difference |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for size in a.sizes:
         n, d, v = (int(x) for x in size.split(","))

@@ -2,8 +2,10 @@
 shared and noisy, the minimum is the reproducible figure —, float32, value + gradient w.r.t.
 the predictions, jitted).
 
-1. lossjax vs optax on identical inputs for every loss both have (goal: ≤ 1.05× optax), and
-   vs torch.nn.functional on the CPU when PyTorch is installed (optional).
+1. lossjax vs optax on identical inputs for every loss both have with the same definition
+   (goal: ≤ 1.05× optax), and vs torch.nn.functional on the CPU when PyTorch is installed
+   (optional). Not compared: ntxent and dice, whose optax versions define a different loss
+   (labels-based NT-Xent over one embedding set; multi-class Dice with softmax by default).
 2. Elementwise losses at 16M elements as a fraction of the machine's memory-copy bandwidth,
    counting the bytes value+grad must move at least: read predictions and targets, write the
    gradient (goal ≥ 70%). Two references: NumPy's copy into a preallocated buffer (the
@@ -25,7 +27,7 @@ import numpy as np
 import optax
 
 import lossjax as lj
-from lossjax.experiments.analytic_vs_autodiff import speed_rows
+from lossjax.experiments.analytic_vs_autodiff import paired_best, speed_rows
 
 
 def best_time(fn, *args, repeats=20):
@@ -48,8 +50,10 @@ def _inputs(n=1 << 20, rows=4096, classes=1000, dim=128):
     labels = jax.random.randint(k[4], (rows,), 0, classes)
     probs = jax.nn.softmax(jax.random.normal(k[5], (rows, classes)))
     a, p, q = (jax.random.normal(kk, (rows, dim)) for kk in jax.random.split(k[5], 3))
+    ctc_logits = jax.random.normal(k[0], (64, 100, 32))
+    ctc_labels = jax.random.randint(k[1], (64, 20), 1, 32)
     return dict(x=x, t=t, bits=bits, signs=signs, logits=logits, labels=labels, probs=probs,
-                a=a, p=p, q=q)
+                a=a, p=p, q=q, ctc_logits=ctc_logits, ctc_labels=ctc_labels)
 
 
 def pairs(d):
@@ -79,6 +83,13 @@ def pairs(d):
         ("cross_entropy", lambda z, y: lj.cross_entropy(z, y),
          lambda z, y: m(optax.losses.softmax_cross_entropy_with_integer_labels(z, y)),
          F and (lambda z, y: F.cross_entropy(z, y)), ("logits", "labels")),
+        ("cross_entropy (probability targets)", lambda z, t: lj.cross_entropy(z, t),
+         lambda z, t: m(optax.losses.softmax_cross_entropy(z, t)),
+         F and (lambda z, t: F.cross_entropy(z, t)), ("logits", "probs")),
+        ("ctc", lambda z, y: lj.ctc(z, y),
+         lambda z, y: m(optax.losses.ctc_loss(z, jnp.zeros(z.shape[:2]), y,
+                                              jnp.zeros(y.shape))), None,
+         ("ctc_logits", "ctc_labels")),
         ("kl_divergence", lambda q, t: lj.kl_divergence(q, t),
          lambda q, t: m(optax.losses.kl_divergence(q, t)),
          F and (lambda q, t: F.kl_div(q, t, reduction="batchmean")), ("lsm", "probs")),
@@ -106,18 +117,6 @@ def _torch_time(fn, args, repeats):
         step()
         times.append(time.perf_counter() - start)
     return min(times)
-
-
-def paired_best(f, g, args, repeats):
-    """Best times of f and g, run alternately so that drifts in machine load hit both."""
-    jax.block_until_ready((f(*args), g(*args)))
-    tf, tg = [], []
-    for _ in range(repeats):
-        for fn, out in ((f, tf), (g, tg)):
-            start = time.perf_counter()
-            jax.block_until_ready(fn(*args))
-            out.append(time.perf_counter() - start)
-    return min(tf), min(tg)
 
 
 def optax_table(repeats):

@@ -47,7 +47,7 @@ def _inputs(key, big):
     ]
 
 
-def _paired_best(f, g, args, repeats):
+def paired_best(f, g, args, repeats):
     """Best times of f and g over ``repeats`` alternating runs (robust to a noisy machine)."""
     jax.block_until_ready((f(*args), g(*args)))
     tf, tg = [], []
@@ -70,7 +70,7 @@ def speed_rows(key, big, repeats):
         analytic = jax.jit(jax.value_and_grad(lambda *a: fast(*a, **kwargs)))
         (_, ga), (_, gb) = auto(*args), analytic(*args)
         agree = float(jnp.max(jnp.abs(ga - gb)) / (jnp.max(jnp.abs(ga)) + 1e-30))
-        t_auto, t_analytic = _paired_best(auto, analytic, args, repeats)
+        t_auto, t_analytic = paired_best(auto, analytic, args, repeats)
         size = "×".join(str(d) for d in args[0].shape)
         rows.append([family, name, size, 1e3 * t_auto, 1e3 * t_analytic, t_analytic / t_auto,
                      agree])
