@@ -1,6 +1,5 @@
 """lj.data: pure functions of a key and sizes, with the properties their docstrings promise."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
