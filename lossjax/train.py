@@ -189,7 +189,7 @@ _STATIC = ("loss_fn", "optimizer", "steps", "batch_size")
 _fit_jit = jax.jit(_run, static_argnames=_STATIC)
 
 
-def _check_common(who, loss_fn, params, data, steps, batch_size, loss_kwargs):
+def _check_common(who, loss_fn, data, steps, batch_size):
     if not callable(loss_fn):
         raise TypeError(f"{who}: `loss_fn` must be callable, got {type(loss_fn).__name__}.")
     if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
@@ -240,7 +240,7 @@ def fit(loss_fn: Callable, params, data, optimizer, steps: int, *, batch_size: i
     if on_nonfinite not in ("raise", "stop"):
         raise ValueError(f"{who}: `on_nonfinite` must be 'raise' or 'stop', got {on_nonfinite!r}.")
     optimizer = _optimizer(who, optimizer)
-    _check_common(who, loss_fn, params, data, steps, batch_size, loss_kwargs)
+    _check_common(who, loss_fn, data, steps, batch_size)
     _check_scalar(who, loss_fn, params, data, loss_kwargs)
     key = jax.random.PRNGKey(0) if key is None else key
     result = _fit_jit(loss_fn=loss_fn, optimizer=optimizer, steps=int(steps),
@@ -321,7 +321,7 @@ def fit_many(loss_fn: Callable, params, data, optimizer, steps: int, *,
         raise TypeError(f"{who}: `optimizer` must be an lj.optim name, a factory or an optax "
                         f"GradientTransformation, got {type(optimizer).__name__}.")
     one_params = jax.tree_util.tree_map(lambda x: x[0], params) if batched_params else params
-    _check_common(who, loss_fn, one_params, data, steps, batch_size, loss_hparams)
+    _check_common(who, loss_fn, data, steps, batch_size)
     _check_scalar(who, loss_fn, one_params, data,
                   jax.tree_util.tree_map(lambda x: x[0], loss_hparams))
     if keys is None:
