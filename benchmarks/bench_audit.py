@@ -10,7 +10,6 @@
 """
 import argparse
 import json
-import statistics
 import time
 
 import jax
@@ -19,16 +18,7 @@ import numpy as np
 
 import lossjax as lj
 from lossjax import audit
-
-
-def median_time(fn, repeats):
-    fn()                                           # warm-up (compilation)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from _timing import median_time
 
 
 def main():
@@ -57,7 +47,7 @@ def main():
         def run(options=options):
             report = audit.check(mse, p, t, grad=mse_grad, **options)
             assert report.ok, report.verdict
-        seconds = median_time(run, args.repeats)
+        seconds = median_time(run, repeats=args.repeats)
         rows.append((label, seconds))
         results[label] = seconds
     try:
@@ -68,7 +58,7 @@ def main():
         def torch_slow():
             assert torch.autograd.gradcheck(lambda a: torch.mean((a - tt) ** 2), (pt,),
                                             fast_mode=False)
-        seconds = median_time(torch_slow, args.repeats)
+        seconds = median_time(torch_slow, repeats=args.repeats)
         rows.append(("torch.autograd.gradcheck slow mode", seconds))
         results["torch.autograd.gradcheck slow mode"] = seconds
         results["torch_version"] = torch.__version__

@@ -28,16 +28,7 @@ import optax
 
 import lossjax as lj
 from lossjax.experiments.analytic_vs_autodiff import paired_best, speed_rows
-
-
-def best_time(fn, *args, repeats=20):
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return min(times)
+from _timing import best_time
 
 
 def _inputs(n=1 << 20, rows=4096, classes=1000, dim=128):

@@ -12,8 +12,6 @@ optimizers experiment (`lossjax lab optimizers`).
 """
 import argparse
 import json
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -22,18 +20,9 @@ import optax
 
 import lossjax as lj
 from lossjax.optim import reference
+from _timing import median_time
 
 jax.config.update("jax_enable_x64", True)
-
-
-def median_time(fn, repeats):
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def reference_table():
@@ -75,17 +64,18 @@ def loop_speed(repeats):
             p, s, v = step(p, s)
         return p
 
-    scan = median_time(lambda: lj.train.fit(loss, p0, data, tx, steps).params, repeats)
-    loop = median_time(python_loop, repeats)
+    scan = median_time(lambda: lj.train.fit(loss, p0, data, tx, steps).params,
+                       repeats=repeats)
+    loop = median_time(python_loop, repeats=repeats)
     lrs = jnp.logspace(-3, -1, 64)
     many = median_time(lambda: lj.train.fit_many(loss, p0, data, "momentum", steps,
                                                  hparams={"learning_rate": lrs}).params,
-                       repeats)
+                       repeats=repeats)
     txs = [lj.optim.make("momentum", learning_rate=float(lr)) for lr in lrs]
     for t in txs:                                  # compile each once, outside the timing
         lj.train.fit(loss, p0, data, t, steps)
     separate = median_time(lambda: [lj.train.fit(loss, p0, data, t, steps).params
-                                    for t in txs], repeats)
+                                    for t in txs], repeats=repeats)
     return {"steps": steps, "fit (lax.scan) s": scan, "python loop of jitted step s": loop,
             "fit_many 64 learning rates s": many, "64 separate fits s (warm)": separate}
 

@@ -21,7 +21,7 @@ import optax
 
 from lossjax.optim import make
 
-__all__ = ["FitResult", "History", "NonFiniteLoss", "fit", "fit_many"]
+__all__ = ["FitResult", "History", "NonFiniteLoss", "fit", "fit_many", "global_norm"]
 
 
 class History(NamedTuple):
@@ -90,7 +90,9 @@ def _all_finite(tree):
     return functools.reduce(jnp.logical_and, leaves, jnp.asarray(True))
 
 
-def _norm(tree):
+def global_norm(tree):
+    """√(Σ x²) over every leaf of a pytree (what the history records for gradients and
+    updates)."""
     return jnp.sqrt(sum(jnp.sum(jnp.abs(x) ** 2) for x in jax.tree_util.tree_leaves(tree)))
 
 
@@ -174,8 +176,8 @@ def _run(loss_fn, optimizer, steps, batch_size, params, data, key, loss_kwargs):
                                                (new_params, new_state), (params, state))
         nan = jnp.asarray(jnp.nan, jnp.result_type(value, jnp.float32))
         record = (jnp.where(running, value, nan).astype(nan.dtype),
-                  jnp.where(running, _norm(grads), nan).astype(nan.dtype),
-                  jnp.where(keep, _norm(updates), nan).astype(nan.dtype))
+                  jnp.where(running, global_norm(grads), nan).astype(nan.dtype),
+                  jnp.where(keep, global_norm(updates), nan).astype(nan.dtype))
         return (params, state, order, stopped_at), record
 
     order = jnp.arange(n if n is not None else 1)

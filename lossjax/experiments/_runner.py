@@ -136,10 +136,11 @@ def run_lab(names, *, full=False, seed=0, out="results", force=False, progress=T
     version = code_version()
     bar = _bar(len(names)) if progress else None
     if bar is not None:
-        from tqdm import tqdm
         plain_echo = echo
-        echo = lambda line: tqdm.write(line, file=sys.stdout) if plain_echo is print else \
-            plain_echo(line)
+
+        def echo(line):                     # print above the progress bar, not through it
+            with bar.external_write_mode():
+                plain_echo(line)
     records, failures = [], []
     for i, name in enumerate(names, 1):
         if bar:

@@ -14,6 +14,7 @@ import numpy as np
 import optax
 
 import lossjax as lj
+from lossjax.train import global_norm
 from lossjax.experiments._base import Result, figure, markdown_table
 
 MODES, RADIUS, STD = 8, 2.0, 0.05
@@ -53,10 +54,6 @@ VARIANTS = {
 }
 
 
-def _norm(tree):
-    return jnp.sqrt(sum(jnp.sum(x ** 2) for x in jax.tree_util.tree_leaves(tree)))
-
-
 def _sample_real(key, n):
     return lj.data.gaussian_mixture_2d(key, n, modes=MODES, radius=RADIUS, std=STD).data["x"]
 
@@ -92,7 +89,7 @@ def _train(variant, g0, d0, key, steps, batch):
         gl, gg = jax.value_and_grad(gen_objective)(g)
         ug, sg = tx.update(gg, sg, g)
         g = optax.apply_updates(g, ug)
-        return (g, d, sg, sd), (_norm(gg), dl, gl)
+        return (g, d, sg, sd), (global_norm(gg), dl, gl)
 
     @jax.jit
     def loop(g0, d0, keys):
@@ -139,7 +136,7 @@ def run(config):
     for name in ("minimax", "non-saturating"):
         g_loss = VARIANTS[name][1]
         grad = jax.grad(lambda g: g_loss(_critic(d_trained)(_mlp(g, z))))(g0)
-        saturation[name] = float(_norm(grad))
+        saturation[name] = float(global_norm(grad))
     ratio = saturation["non-saturating"] / max(saturation["minimax"], 1e-30)
 
     # 2. full training of every variant

@@ -14,6 +14,7 @@ padded column ever enters the logsumexp and the weight matrix is never copied.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -27,34 +28,34 @@ TOKEN_BLOCK = 1024
 VOCAB_BLOCK = 4096
 
 
+@dataclasses.dataclass(frozen=True)
 class _Options:
-    """Static hyperparameters of one call (hashable: they select a compiled kernel)."""
+    """Static hyperparameters of one call; hashable, so they select a compiled kernel."""
+    n: int          # tokens
+    v: int          # vocabulary
+    t: int          # token block (≤ n)
+    b: int          # vocabulary block (≤ v)
+    eps: float      # label smoothing
+    cap: float | None   # logit soft cap
+    z: float        # z-loss weight
 
-    def __init__(self, n, v, token_block, vocab_block, label_smoothing, softcap, z_loss):
-        self.t = max(1, min(token_block, n))
-        self.b = max(1, min(vocab_block, v))
-        self.n, self.v = n, v
-        self.n_tok = -(-n // self.t)
-        self.n_voc = -(-v // self.b)
-        self.eps, self.cap, self.z = float(label_smoothing), softcap, float(z_loss)
+    @property
+    def n_tok(self):
+        return -(-self.n // self.t)
 
-    def key(self):
-        return (self.n, self.v, self.t, self.b, self.eps, self.cap, self.z)
-
-    def __hash__(self):
-        return hash(self.key())
-
-    def __eq__(self, other):
-        return isinstance(other, _Options) and self.key() == other.key()
+    @property
+    def n_voc(self):
+        return -(-self.v // self.b)
 
 
 def _vocab_block(weight, bias, j, o):
-    """Block j of the vocabulary: (weight columns, bias, column ids, valid-column mask)."""
+    """Block j of the vocabulary: (first column, weight columns, bias, column ids, mask of the
+    columns this block owns)."""
     start = jnp.minimum(j * o.b, o.v - o.b)          # the last block slides back to end at V
     w = jax.lax.dynamic_slice_in_dim(weight, start, o.b, axis=1)
     b = jax.lax.dynamic_slice_in_dim(bias, start, o.b)
     cols = start + jnp.arange(o.b)
-    return w, b, cols, cols >= j * o.b               # columns of earlier blocks: masked
+    return start, w, b, cols, cols >= j * o.b        # columns of earlier blocks: masked
 
 
 def _acc(x):
@@ -87,7 +88,7 @@ def _forward(hidden, weight, bias, labels, valid, o):
 
         def vocab_step(carry, j):
             m, s, zy, zsum = carry
-            w, b, cols, ok = _vocab_block(weight, bias, j, o)
+            _, w, b, cols, ok = _vocab_block(weight, bias, j, o)
             _, z = _logits(h, w, b, o)
             zm = jnp.where(ok, z, -jnp.inf)
             m_new = jnp.maximum(m, jnp.max(zm, axis=1))
@@ -125,7 +126,7 @@ def _backward(hidden, weight, bias, labels, valid, lse, cotangent, o):
 
         def vocab_step(carry, j):
             g_h, g_w, g_b = carry
-            w, b, cols, ok = _vocab_block(weight, bias, j, o)
+            start, w, b, cols, ok = _vocab_block(weight, bias, j, o)
             _, z = _logits(h, w, b, o)
             p = jnp.exp(z - lse_t[:, None])
             dz = p * scale[:, None] - (1 - o.eps) * (cols == y[:, None]) - o.eps / o.v
@@ -133,7 +134,6 @@ def _backward(hidden, weight, bias, labels, valid, lse, cotangent, o):
                 dz = dz * (1 - (z / o.cap) ** 2)
             g = jnp.where(ok, dz * c_t[:, None], 0.0)
             g_h = g_h + jnp.dot(g.astype(w.dtype), w.T, preferred_element_type=acc)
-            start = jnp.minimum(j * o.b, o.v - o.b)
             dw = jnp.dot(h.T, g.astype(h.dtype), preferred_element_type=acc)
             g_w = jax.lax.dynamic_update_slice_in_dim(
                 g_w, jax.lax.dynamic_slice_in_dim(g_w, start, o.b, axis=1) + dw, start, axis=1)
@@ -250,8 +250,9 @@ def linear_cross_entropy(hidden, weight, labels, *, bias=None, ignore_index=-100
     safe, valid = _labels(name, labels, n, v, ignore_index)
     common = jnp.result_type(hidden, weight, bias)     # mixed precision: compute in the widest
     hidden, weight, bias = hidden.astype(common), weight.astype(common), bias.astype(common)
-    o = _Options(n, v, int(token_block), int(vocab_block), label_smoothing, logit_softcap,
-                 z_loss)
+    o = _Options(n=n, v=v, t=max(1, min(int(token_block), n)),
+                 b=max(1, min(int(vocab_block), v)), eps=float(label_smoothing),
+                 cap=logit_softcap, z=float(z_loss))
     value = _fused(hidden, weight, bias, safe, valid, o)
 
     def backward(c):
