@@ -103,7 +103,7 @@ class Loss:
     def __init__(self, terms_fn, *, family: str, formula: str, sampler, kinks=(),
                  elementwise: bool, has_hess_diag: Optional[bool] = None, references=(),
                  grad_note: Optional[str] = None, grad_wrt=(), forward_mode: bool = True,
-                 _analytic_vjp: bool = False):
+                 batch_args: Optional[tuple] = None, _analytic_vjp: bool = False):
         self._terms_fn = terms_fn
         self.name = terms_fn.__name__
         self.family = family
@@ -122,6 +122,11 @@ class Loss:
         self._sampler = sampler
         self._analytic_vjp = _analytic_vjp
         self._signature = inspect.signature(terms_fn)
+        # arguments whose axis 0 is the batch (example) axis: what lossjax.sharding shards
+        # over a device mesh; default: the required arguments
+        self.batch_args = tuple(batch_args) if batch_args is not None else tuple(
+            p.name for p in self._signature.parameters.values()
+            if p.default is inspect.Parameter.empty)
         self.__signature__ = self._signature.replace(
             parameters=list(self._signature.parameters.values()) + _REDUCTION_PARAMS)
         self.__name__ = self.__qualname__ = self.name
@@ -233,16 +238,38 @@ class Loss:
         return Loss(self._terms_fn, family=self.family, formula=self.formula,
                     sampler=self._sampler, kinks=self.kinks, elementwise=self.elementwise,
                     has_hess_diag=self.has_hess_diag, references=self.references,
-                    grad_wrt=self.grad_wrt, forward_mode=self.forward_mode, _analytic_vjp=True)
+                    grad_wrt=self.grad_wrt, forward_mode=self.forward_mode,
+                    batch_args=self.batch_args, _analytic_vjp=True)
 
     # -- sampling ---------------------------------------------------------------------------
 
-    def sample(self, key, dtype=jnp.float32, kind: str = "generic") -> Sample:
+    def sample(self, key, dtype=jnp.float32, kind: str = "generic",
+               batch: Optional[int] = None) -> Sample:
         """Valid arguments: ``kind="generic"`` (random, well inside the domain) or ``"edge"``
-        (zero residuals, saturated logits, probabilities of exactly 0 and 1, kinks...)."""
+        (zero residuals, saturated logits, probabilities of exactly 0 and 1, kinks...).
+
+        ``batch``: the number of examples (axis 0 of the ``batch_args``), made by stacking
+        samples drawn from keys folded out of ``key``; the other arguments are the first
+        draw's."""
         if kind not in ("generic", "edge"):
             raise ValueError(f"{self.name}.sample: `kind` must be 'generic' or 'edge', got {kind!r}.")
-        return self._sampler(key, jnp.dtype(dtype), kind)
+        first = self._sampler(key, jnp.dtype(dtype), kind)
+        if batch is None:
+            return first
+        if not isinstance(batch, (int, np.integer)) or isinstance(batch, bool) or batch < 1:
+            raise ValueError(f"{self.name}.sample: `batch` must be a positive int, got {batch!r}.")
+        names = list(self._signature.parameters)
+        n = np.shape(first.args[names.index(self.batch_args[0])])[0]
+        draws = [first] + [self._sampler(jax.random.fold_in(key, i), jnp.dtype(dtype), kind)
+                           for i in range(1, -(-batch // n))]
+
+        def stack(name, values):
+            if name in self.batch_args and np.ndim(values[0]) and np.shape(values[0])[0] == n:
+                return jnp.concatenate(values, axis=0)[:batch]
+            return values[0]
+        args = tuple(stack(names[i], [d.args[i] for d in draws]) for i in range(len(first.args)))
+        kwargs = {k: stack(k, [d.kwargs[k] for d in draws]) for k in first.kwargs}
+        return Sample(args, kwargs)
 
 
 def _with_analytic_derivative(loss: Loss, bound, reduction, weights, where):
@@ -311,12 +338,13 @@ def _sum_to_shape(x, shape):
 
 def loss(*, family: str, formula: str, sampler, kinks=(), elementwise: bool,
          has_hess_diag: Optional[bool] = None, references=(), grad_note=None, grad_wrt=(),
-         forward_mode: bool = True):
+         forward_mode: bool = True, batch_args: Optional[tuple] = None):
     """Decorator: turn a terms function into a registered :class:`Loss`."""
     def wrap(terms_fn) -> Loss:
         obj = Loss(terms_fn, family=family, formula=formula, sampler=sampler, kinks=kinks,
                    elementwise=elementwise, has_hess_diag=has_hess_diag, references=references,
-                   grad_note=grad_note, grad_wrt=grad_wrt, forward_mode=forward_mode)
+                   grad_note=grad_note, grad_wrt=grad_wrt, forward_mode=forward_mode,
+                   batch_args=batch_args)
         if obj.name in _REGISTRY:
             raise RuntimeError(f"a loss named {obj.name!r} is already registered")
         _REGISTRY[obj.name] = obj

@@ -18,7 +18,7 @@ import numpy as np
 
 from lossjax import _checks, _sampling
 from lossjax._loss import Kink, Sample, Terms, loss
-from lossjax.losses._common import hinge_slope
+from lossjax.losses._common import hinge_slope, lookup
 
 
 # -- shared pieces ------------------------------------------------------------------------
@@ -362,7 +362,7 @@ def cross_entropy(logits, labels, *, axis=-1, weight=None, ignore_index=-100,
                      hess=lambda: _back(total * p() * (1 - p()), ax))
     safe, valid = _index_labels(name, "logits", logits, labels_arr, ax, num_classes,
                                 ignore_index)
-    wy = jnp.ones(safe.shape, z.dtype) if w is None else w[safe]
+    wy = jnp.ones(safe.shape, z.dtype) if w is None else lookup(w, safe)
     wvec = jnp.ones((num_classes,), z.dtype) if w is None else w
     # -log p_y = lse - z_y, as optax writes it: log_softmax is never materialised and autodiff
     # differentiates two cheap terms (2-3x faster value+grad than through log_softmax).
@@ -415,7 +415,7 @@ def nll(log_probs, labels, *, axis=-1, weight=None, ignore_index=-100):
     w = _class_weight(name, weight, num_classes, lp.dtype)
     safe, valid = _index_labels(name, "log_probs", log_probs, labels, ax, num_classes,
                                 ignore_index)
-    wy = jnp.ones(safe.shape, lp.dtype) if w is None else w[safe]
+    wy = jnp.ones(safe.shape, lp.dtype) if w is None else lookup(w, safe)
     return Terms(
         -wy * _take(lp, safe), class_axis=ax, mask=valid,
         normalizer=None if w is None else wy,
@@ -507,7 +507,7 @@ def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, axis=-1, ignore
         _checks.in_range(name, "alpha", alpha, lo=0)
         if alpha.ndim == 1:
             _class_weight(name, alpha, num_classes, z.dtype)
-            a = alpha.astype(z.dtype)[safe]
+            a = lookup(alpha.astype(z.dtype), safe)
         elif alpha.ndim == 0:
             a = alpha.astype(z.dtype)
         else:

@@ -20,9 +20,11 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 
 from lossjax import _checks
 from lossjax._loss import Sample, Terms, loss
+from lossjax.losses._common import explicit_sharding
 
 TOKEN_BLOCK = 1024
 VOCAB_BLOCK = 4096
@@ -31,13 +33,14 @@ VOCAB_BLOCK = 4096
 @dataclasses.dataclass(frozen=True)
 class _Options:
     """Static hyperparameters of one call; hashable, so they select a compiled kernel."""
-    n: int          # tokens
-    v: int          # vocabulary
+    n: int          # tokens (on this device)
+    v: int          # vocabulary (this device's slice)
     t: int          # token block (≤ n)
     b: int          # vocabulary block (≤ v)
     eps: float      # label smoothing
     cap: float | None   # logit soft cap
     z: float        # z-loss weight
+    v_all: int      # the whole vocabulary (label smoothing spreads ε over it)
 
     @property
     def n_tok(self):
@@ -80,9 +83,10 @@ def _token_blocks(x, o, fill=0):
     return x.reshape((o.n_tok, o.t) + x.shape[1:])
 
 
-@functools.partial(jax.jit, static_argnums=5)      # one compilation per shape and options
-def _forward(hidden, weight, bias, labels, valid, o):
-    """Per-token losses (0 where not valid) and logsumexps, one token block at a time."""
+@functools.partial(jax.jit, static_argnums=4)      # one compilation per shape and options
+def _statistics(hidden, weight, bias, labels, o):
+    """Per token, over this vocabulary: the maximum logit m, Σ exp(z − m), the label's logit
+    (0 when the label is not in this vocabulary) and Σ z; one token block at a time."""
     def token_block(_, blk):
         h, y = blk
 
@@ -99,19 +103,29 @@ def _forward(hidden, weight, bias, labels, valid, o):
         acc = _acc(hidden)
         zeros = jnp.zeros(o.t, acc)
         init = (jnp.full(o.t, -jnp.inf, acc), zeros, zeros, zeros)
-        (m, s, zy, zsum), _ = jax.lax.scan(vocab_step, init, jnp.arange(o.n_voc))
-        lse = m + jnp.log(s)
-        value = lse - (1 - o.eps) * zy - (o.eps / o.v) * zsum + o.z * lse ** 2
-        return None, (value, lse)
-    _, (value, lse) = jax.lax.scan(
+        stats, _ = jax.lax.scan(vocab_step, init, jnp.arange(o.n_voc))
+        return None, stats
+    _, stats = jax.lax.scan(
         token_block, None, (_token_blocks(hidden, o), _token_blocks(labels, o)))
-    value, lse = value.reshape(-1)[:o.n], lse.reshape(-1)[:o.n]
+    return tuple(x.reshape(-1)[:o.n] for x in stats)
+
+
+def _loss_from(m, s, zy, zsum, valid, o):
+    """Per-token losses (0 where not valid) and logsumexps from the statistics."""
+    lse = m + jnp.log(s)
+    value = lse - (1 - o.eps) * zy - (o.eps / o.v_all) * zsum + o.z * lse ** 2
     return jnp.where(valid, value, 0.0), lse
+
+
+@functools.partial(jax.jit, static_argnums=5)
+def _forward(hidden, weight, bias, labels, valid, o):
+    return _loss_from(*_statistics(hidden, weight, bias, labels, o), valid, o)
 
 
 @functools.partial(jax.jit, static_argnums=7)
 def _backward(hidden, weight, bias, labels, valid, lse, cotangent, o):
-    """Σ_t c_t ∂ℓ_t/∂(hidden, weight, bias), recomputing each block's logits.
+    """Σ_t c_t ∂ℓ_t/∂(hidden, weight, bias) in the accumulation dtype, recomputing each
+    block's logits.
 
     ∂ℓ/∂z_k = p_k (1 + 2 z_loss·lse) − (1 − ε)[k = y] − ε/V, p = softmax(z); with a soft cap,
     ∂z/∂u = 1 − (z/c)².
@@ -129,7 +143,7 @@ def _backward(hidden, weight, bias, labels, valid, lse, cotangent, o):
             start, w, b, cols, ok = _vocab_block(weight, bias, j, o)
             _, z = _logits(h, w, b, o)
             p = jnp.exp(z - lse_t[:, None])
-            dz = p * scale[:, None] - (1 - o.eps) * (cols == y[:, None]) - o.eps / o.v
+            dz = p * scale[:, None] - (1 - o.eps) * (cols == y[:, None]) - o.eps / o.v_all
             if o.cap is not None:
                 dz = dz * (1 - (z / o.cap) ** 2)
             g = jnp.where(ok, dz * c_t[:, None], 0.0)
@@ -148,23 +162,81 @@ def _backward(hidden, weight, bias, labels, valid, lse, cotangent, o):
     blocks = (_token_blocks(hidden, o), _token_blocks(labels, o), _token_blocks(lse, o),
               _token_blocks(c, o))
     (g_w, g_b), g_h = jax.lax.scan(token_block, init, blocks)
-    g_h = g_h.reshape(-1, hidden.shape[1])[:o.n]
-    return g_h.astype(hidden.dtype), g_w.astype(weight.dtype), g_b.astype(bias.dtype)
+    return g_h.reshape(-1, hidden.shape[1])[:o.n], g_w, g_b
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
-def _fused(hidden, weight, bias, labels, valid, o):
-    return _forward(hidden, weight, bias, labels, valid, o)[0]
+@dataclasses.dataclass(frozen=True)
+class _Parallel:
+    """Tokens split over mesh axis ``tok``, the vocabulary over ``voc`` (either may be None:
+    not split); ``local``: the options of one device's part."""
+    mesh: object
+    tok: str | None
+    voc: str | None
+    local: _Options
+
+    def specs(self):
+        """PartitionSpecs of hidden, weight, bias, a per-token array."""
+        return (P(self.tok, None), P(None, self.voc), P(self.voc), P(self.tok))
+
+    def combine(self, x, over, how=jax.lax.psum):
+        axis = self.tok if over == "tokens" else self.voc
+        return x if axis is None else how(x, axis)
+
+    def offset(self):
+        """First vocabulary id of this device's slice."""
+        return 0 if self.voc is None else jax.lax.axis_index(self.voc) * self.local.v
 
 
-def _fused_fwd(hidden, weight, bias, labels, valid, o):
-    value, lse = _forward(hidden, weight, bias, labels, valid, o)
+def _forward_parallel(hidden, weight, bias, labels, valid, par):
+    def local(h, w, b, y, ok):
+        m, s, zy, zsum = _statistics(h, w, b, y - par.offset(), par.local)
+        m_all = par.combine(m, "vocab", jax.lax.pmax)      # logsumexp across the slices
+        s = par.combine(s * jnp.exp(m - m_all), "vocab")
+        zy, zsum = par.combine(zy, "vocab"), par.combine(zsum, "vocab")
+        return _loss_from(m_all, s, zy, zsum, ok, par.local)
+    h, w, b, t = par.specs()
+    return jax.shard_map(local, mesh=par.mesh, in_specs=(h, w, b, t, t), check_vma=False,
+                         out_specs=(t, t))(hidden, weight, bias, labels, valid)
+
+
+def _backward_parallel(hidden, weight, bias, labels, valid, lse, cotangent, par):
+    def local(h, w, b, y, ok, lse_, c):
+        g_h, g_w, g_b = _backward(h, w, b, y - par.offset(), ok, lse_, c, par.local)
+        return (par.combine(g_h, "vocab"), par.combine(g_w, "tokens"),
+                par.combine(g_b, "tokens"))
+    h, w, b, t = par.specs()
+    return jax.shard_map(local, mesh=par.mesh, in_specs=(h, w, b, t, t, t, t), check_vma=False,
+                         out_specs=(h, w, b))(hidden, weight, bias, labels, valid, lse,
+                                              cotangent)
+
+
+def _run_forward(hidden, weight, bias, labels, valid, o, par):
+    if par is None:
+        return _forward(hidden, weight, bias, labels, valid, o)
+    return _forward_parallel(hidden, weight, bias, labels, valid, par)
+
+
+def _run_backward(hidden, weight, bias, labels, valid, lse, cotangent, o, par):
+    if par is None:
+        grads = _backward(hidden, weight, bias, labels, valid, lse, cotangent, o)
+    else:
+        grads = _backward_parallel(hidden, weight, bias, labels, valid, lse, cotangent, par)
+    return tuple(g.astype(x.dtype) for g, x in zip(grads, (hidden, weight, bias)))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+def _fused(hidden, weight, bias, labels, valid, o, par):
+    return _run_forward(hidden, weight, bias, labels, valid, o, par)[0]
+
+
+def _fused_fwd(hidden, weight, bias, labels, valid, o, par):
+    value, lse = _run_forward(hidden, weight, bias, labels, valid, o, par)
     return value, (hidden, weight, bias, labels, valid, lse)
 
 
-def _fused_bwd(o, residuals, cotangent):
+def _fused_bwd(o, par, residuals, cotangent):
     hidden, weight, bias, labels, valid, lse = residuals
-    g_h, g_w, g_b = _backward(hidden, weight, bias, labels, valid, lse, cotangent, o)
+    g_h, g_w, g_b = _run_backward(hidden, weight, bias, labels, valid, lse, cotangent, o, par)
     zero_labels = np.zeros(labels.shape, jax.dtypes.float0)
     zero_valid = np.zeros(valid.shape, jax.dtypes.float0)
     return g_h, g_w, g_b, zero_labels, zero_valid
@@ -195,13 +267,15 @@ def _sample(key, dtype, kind):
               r"\tfrac{\varepsilon}{V}\textstyle\sum_k z_{tk} + \lambda_z \operatorname{lse}"
               r"(z_t)^2,\; z_t = c\tanh((h_t W + b)/c)",
       sampler=_sample, grad_wrt=("weight", "bias"), forward_mode=False,
+      batch_args=("hidden", "labels"),
       references=["Wijmans et al., Cut Your Losses in Large-Vocabulary Language Models "
                   "(Cut Cross-Entropy), ICLR 2025.",
                   "Hsu et al., Liger Kernel: Efficient Triton Kernels for LLM Training, 2024.",
                   "Chowdhery et al., PaLM (z-loss), 2022; Gemma 2 (logit soft-capping), 2024."])
 def linear_cross_entropy(hidden, weight, labels, *, bias=None, ignore_index=-100,
                          label_smoothing=0.0, logit_softcap=None, z_loss=0.0,
-                         token_block=TOKEN_BLOCK, vocab_block=VOCAB_BLOCK):
+                         token_block=TOKEN_BLOCK, vocab_block=VOCAB_BLOCK, mesh=None,
+                         token_axis=None, vocab_axis=None):
     r"""Cross-entropy of ``hidden @ weight + bias`` against ``labels`` without materialising
     the N×V logits or their gradient.
 
@@ -252,12 +326,14 @@ def linear_cross_entropy(hidden, weight, labels, *, bias=None, ignore_index=-100
     hidden, weight, bias = hidden.astype(common), weight.astype(common), bias.astype(common)
     o = _Options(n=n, v=v, t=max(1, min(int(token_block), n)),
                  b=max(1, min(int(vocab_block), v)), eps=float(label_smoothing),
-                 cap=logit_softcap, z=float(z_loss))
-    value = _fused(hidden, weight, bias, safe, valid, o)
+                 cap=logit_softcap, z=float(z_loss), v_all=v)
+    par = _parallel(name, mesh, token_axis, vocab_axis, hidden, weight, o,
+                    int(token_block), int(vocab_block))
+    value = _fused(hidden, weight, bias, safe, valid, o, par)
 
     def backward(c):
-        lse = _forward(hidden, weight, bias, safe, valid, o)[1]
-        return _backward(hidden, weight, bias, safe, valid, lse, c, o)
+        lse = _run_forward(hidden, weight, bias, safe, valid, o, par)[1]
+        return _run_backward(hidden, weight, bias, safe, valid, lse, c, o, par)
 
     ones = jnp.ones(n, value.dtype)
     return Terms(value, grad=None, mask=valid,
@@ -274,3 +350,42 @@ def _labels(name, labels, n, v, ignore_index):
                          f"`hidden`, got {_checks.describe(labels)}.")
     valid = (labels != ignore_index) & (labels >= 0) & (labels < v)
     return jnp.where(valid, labels, 0), valid
+
+
+def _parallel(name, mesh, token_axis, vocab_axis, hidden, weight, o, token_block, vocab_block):
+    """How the call is split over devices: None (one device, or GSPMD's choice), or a
+    _Parallel from ``mesh`` and the axes, or from the shardings in the arrays' types under an
+    explicit mesh."""
+    if mesh is None:
+        if token_axis is not None or vocab_axis is not None:
+            raise ValueError(f"{name}: `token_axis`/`vocab_axis` need `mesh`.")
+        h, w = explicit_sharding(hidden), explicit_sharding(weight)
+        if h is None and w is None:
+            return None
+        mesh = (h or w).mesh
+        token_axis = None if h is None else h.spec[0]
+        vocab_axis = None if w is None else w.spec[1]
+        if (h is not None and h.spec[1] is not None) or (w is not None and w.spec[0] is not None):
+            raise ValueError(f"{name}: under an explicit mesh, `hidden` may be split over tokens "
+                             f"(axis 0) and `weight` over the vocabulary (axis 1) only; got "
+                             f"hidden {h and h.spec}, weight {w and w.spec}.")
+    elif not isinstance(mesh, (jax.sharding.Mesh, jax.sharding.AbstractMesh)):
+        raise TypeError(f"{name}: `mesh` must be a jax.sharding.Mesh, got {type(mesh).__name__}.")
+    sizes = {}
+    for arg, axis, length, what in (("token_axis", token_axis, o.n, "tokens N"),
+                                    ("vocab_axis", vocab_axis, o.v, "vocabulary V")):
+        if axis is None:
+            sizes[arg] = 1
+            continue
+        if not isinstance(axis, str) or axis not in mesh.axis_names:
+            raise ValueError(f"{name}: `{arg}` must be one of the mesh axes "
+                             f"{tuple(mesh.axis_names)} or None, got {axis!r}.")
+        sizes[arg] = mesh.shape[axis]
+        if length % sizes[arg]:
+            raise ValueError(f"{name}: the {what} = {length} is not divisible by the "
+                             f"{sizes[arg]} devices of mesh axis {axis!r} (`{arg}`); pad it.")
+    if token_axis is not None and token_axis == vocab_axis:
+        raise ValueError(f"{name}: `token_axis` and `vocab_axis` must be different mesh axes.")
+    n, v = o.n // sizes["token_axis"], o.v // sizes["vocab_axis"]
+    local = dataclasses.replace(o, n=n, v=v, t=min(token_block, n), b=min(vocab_block, v))
+    return _Parallel(mesh, token_axis, vocab_axis, local)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from lossjax import _checks, _sampling
 from lossjax._loss import Kink, Sample, Terms, loss
-from lossjax.losses._common import abs_mid as _abs, hinge_slope
+from lossjax.losses._common import abs_mid as _abs, gathered, hinge_slope, lookup
 
 
 def _pnorm(u, p):
@@ -282,7 +282,7 @@ def _center_sample(key, dtype, kind):
 
 @loss(family="metric", elementwise=False, has_hess_diag=True,
       formula=r"\ell_i = \tfrac12 \lVert x_i - c_{y_i}\rVert^2",
-      sampler=_center_sample,
+      sampler=_center_sample, batch_args=("features", "labels"),
       references=["Wen, Zhang, Li, Qiao, A Discriminative Feature Learning Approach for Deep "
                   "Face Recognition (center loss), ECCV 2016."])
 def center_loss(features, labels, centers):
@@ -301,7 +301,7 @@ def center_loss(features, labels, centers):
         raise ValueError(f"{name}: `centers` must have shape (K, {features.shape[1]}), got "
                          f"{tuple(centers.shape)}.")
     valid = (labels >= 0) & (labels < centers.shape[0])
-    diff = features - centers.astype(features.dtype)[jnp.where(valid, labels, 0)]
+    diff = features - lookup(centers.astype(features.dtype), jnp.where(valid, labels, 0))
     return Terms(0.5 * jnp.sum(diff * diff, axis=-1), grad=lambda: diff,
                  hess=lambda: jnp.ones_like(diff), class_axis=-1, mask=valid)
 
@@ -366,6 +366,7 @@ def _similarity_terms(name, a, b, temperature, self_pairs):
     onehot = jax.nn.one_hot(target, rows, dtype=a.dtype)
 
     def ds(coef):            # dL/dS, S the similarity matrix (before 1/tau)
+        coef = gathered(coef)
         return coef[:, None] * (probs - onehot) / temperature
 
     def jvp_rows(dsim):      # d value_i for a change dS of the similarities
@@ -401,6 +402,7 @@ def ntxent(z1, z2, *, temperature=0.5):
     """
     name = "ntxent"
     (z2,) = _rows(name, "z1", z1, [("z2", z2)])
+    z1, z2 = gathered(z1, z2)          # every embedding meets every other
     n = z1.shape[0]
     z = jnp.concatenate([z1, z2])
     value, u, _, back, _, fwd, _, ds, jvp_rows = _similarity_terms(name, z, z, temperature, True)
@@ -430,6 +432,7 @@ def info_nce(queries, keys, *, temperature=0.1):
     """
     name = "info_nce"
     (keys,) = _rows(name, "queries", queries, [("keys", keys)])
+    queries, keys = gathered(queries, keys)      # every query meets every key
     value, uq, uk, back_q, back_k, fwd_q, _, ds, jvp_rows = _similarity_terms(
         name, queries, keys, temperature, False)
     return Terms(value, grad=None, vjp=lambda c: back_q(ds(c) @ uk),
@@ -491,6 +494,7 @@ def mined_triplet(embeddings, labels, *, strategy="batch_hard", margin=1.0):
                          f" got {strategy!r}.")
     _checks.in_range(name, "margin", margin, lo=0)
     labels = _labelled_rows(name, "embeddings", embeddings, labels)
+    embeddings, labels = gathered(embeddings, labels)    # mining looks across the batch
     n = embeddings.shape[0]
     dist, diff = _distances(embeddings)
     same = labels[:, None] == labels[None, :]
@@ -545,11 +549,12 @@ def mined_triplet(embeddings, labels, *, strategy="batch_hard", margin=1.0):
     safe = jnp.where(dist > 0, dist, 1.0)
 
     def vjp(coef):
-        a = weights(coef) / safe * (dist > 0)          # dL/dD / D, symmetric use below
+        a = weights(gathered(coef)) / safe * (dist > 0)          # dL/dD / D, symmetric use below
         s = a + a.T
         return jnp.sum(s, axis=1)[:, None] * embeddings - s @ embeddings
 
     def jvp(de):
+        de = gathered(de)
         dd = jnp.where(dist > 0, jnp.sum(diff * (de[:, None, :] - de[None, :, :]), axis=-1)
                        / safe, 0.0)
         return hinge_slope(gap) * delta(dd) * valid

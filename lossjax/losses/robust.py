@@ -78,7 +78,7 @@ def _robust_sample(key, dtype, kind):
 
 @loss(family="robust", elementwise=True, grad_wrt=("alpha", "scale"),
       formula=r"\ell = \frac{|\alpha-2|}{\alpha}\left(\left(\frac{(x/c)^2}{|\alpha-2|}+1\right)^{\alpha/2}-1\right),\ x = \hat y - y",
-      sampler=_robust_sample,
+      sampler=_robust_sample, batch_args=("predictions", "targets", "alpha"),
       kinks=[Kink("alpha == 2 and predictions != targets (a singularity in alpha)",
                   "d/d alpha is +inf (log divergence); autodiff returns 0",
                   lambda p, t, alpha=1.0, scale=1.0: jnp.broadcast_to(

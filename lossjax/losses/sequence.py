@@ -108,6 +108,7 @@ def _ctc_sample(key, dtype, kind):
 @loss(family="sequence", elementwise=False, has_hess_diag=False,
       formula=r"\ell_b = -\log \sum_{\pi \in \mathcal{B}^{-1}(y_b)} \prod_t \operatorname{softmax}(z_{bt})_{\pi_t}",
       sampler=_ctc_sample,
+      batch_args=("logits", "labels", "logit_paddings", "label_paddings"),
       grad_note="CTC's gradient is the softmax minus the forward-backward occupancy of each "
                 "label state; it is not written out here, so the catalogue audits autodiff "
                 "through optax's forward recursion against the numerical oracle.",
