@@ -18,8 +18,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["axis_size", "batch_mesh", "batch_sharding", "replicate", "shard_batch",
-           "shard_inputs"]
+__all__ = ["axis_size", "batch_mesh", "batch_sharding", "is_explicit", "place_params",
+           "replicate", "shard_batch", "shard_inputs"]
 
 
 def batch_mesh(devices=None, axis: str = "batch") -> Mesh:
@@ -46,6 +46,32 @@ def axis_size(mesh: Mesh, axis) -> int:
     """Number of devices along ``axis`` (a name or a tuple of names) of ``mesh``."""
     names = axis if isinstance(axis, tuple) else (axis,)
     return math.prod(mesh.shape[a] for a in names)
+
+
+def is_explicit(mesh: Mesh, axis) -> bool:
+    """Whether the mesh axis ``axis`` (or every one of a tuple) has type Explicit."""
+    names = axis if isinstance(axis, tuple) else (axis,)
+    types = dict(zip(mesh.axis_names, mesh.axis_types))
+    return all(types[a] == jax.sharding.AxisType.Explicit for a in names)
+
+
+def place_params(params, mesh: Mesh, specs=None, *, who: str = "lj.sharding.place_params"):
+    """``params`` on ``mesh``: replicated, or split as ``specs`` says: a PartitionSpec per
+    leaf, or a pytree prefix of ``params`` with PartitionSpecs (None: replicated)."""
+    if specs is None:
+        return replicate(params, mesh)
+    try:
+        shardings = jax.tree_util.tree_map(
+            lambda spec, sub: jax.tree_util.tree_map(
+                lambda _: NamedSharding(mesh, PartitionSpec() if spec is None else spec), sub),
+            specs, params, is_leaf=lambda x: x is None or isinstance(x, PartitionSpec))
+    except ValueError as e:
+        raise ValueError(f"{who}: `param_specs` must be a pytree prefix of `params` with "
+                         f"PartitionSpecs (or None) at its leaves: {e}") from None
+    try:
+        return jax.tree_util.tree_map(jax.device_put, params, shardings)
+    except ValueError as e:
+        raise ValueError(f"{who}: `param_specs` do not fit `params`: {e}") from None
 
 
 def batch_sharding(mesh: Mesh, axis=None) -> NamedSharding:

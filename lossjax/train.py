@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lossjax import sharding as _sharding
 from lossjax.optim import make
 
 __all__ = ["FitResult", "History", "NonFiniteLoss", "fit", "fit_many", "global_norm"]
@@ -127,9 +128,21 @@ def _optimizer(who, optimizer):
                     f"GradientTransformation, got {type(optimizer).__name__}.")
 
 
-def _run(loss_fn, optimizer, steps, batch_size, params, data, key, loss_kwargs):
+def _take_rows(x, idx, sharding):
+    """``x[idx]`` along axis 0; with a batch ``sharding``, the minibatch stays split over the
+    devices like the data set."""
+    if sharding is None:
+        return jnp.take(x, idx, axis=0)
+    if _sharding.is_explicit(sharding.mesh, sharding.spec[0]):
+        return x.at[idx].get(out_sharding=sharding)
+    return jax.lax.with_sharding_constraint(jnp.take(x, idx, axis=0), sharding)
+
+
+def _run(loss_fn, optimizer, steps, batch_size, batch_sharding, params, data, key,
+         loss_kwargs):
     """The training loop for one run: a lax.scan over ``steps``. Pure; jitted and vmapped by
-    the public functions."""
+    the public functions. ``batch_sharding``: None, or how minibatches are split over a
+    mesh."""
     extra_args = isinstance(optimizer, optax.GradientTransformationExtraArgs)
     state = optimizer.init(params)
     full_batch = batch_size is None
@@ -152,7 +165,7 @@ def _run(loss_fn, optimizer, steps, batch_size, params, data, key, loss_kwargs):
                              lambda: jax.random.permutation(jax.random.fold_in(key, epoch), n),
                              lambda: order)
         idx = jax.lax.dynamic_slice_in_dim(order, pos * batch_size, batch_size)
-        return jax.tree_util.tree_map(lambda x: jnp.take(x, idx, axis=0), data), order
+        return jax.tree_util.tree_map(lambda x: _take_rows(x, idx, batch_sharding), data), order
 
     def step(carry, i):
         params, state, order, stopped_at = carry
@@ -187,7 +200,7 @@ def _run(loss_fn, optimizer, steps, batch_size, params, data, key, loss_kwargs):
     return FitResult(params, state, History(loss, gnorm, unorm), stopped_at)
 
 
-_STATIC = ("loss_fn", "optimizer", "steps", "batch_size")
+_STATIC = ("loss_fn", "optimizer", "steps", "batch_size", "batch_sharding")
 _fit_jit = jax.jit(_run, static_argnames=_STATIC)
 
 
@@ -218,8 +231,29 @@ def _check_scalar(who, loss_fn, params, data, loss_kwargs):
                          f"Reduce it (e.g. reduction='mean').")
 
 
+def _on_mesh(who, mesh, batch_axis, param_specs, params, data, batch_size):
+    """Data split along its example axis over ``batch_axis``, parameters replicated (or as
+    ``param_specs`` say); returns (params, data, minibatch sharding)."""
+    if mesh is None:
+        if batch_axis is not None or param_specs is not None:
+            raise ValueError(f"{who}: `batch_axis`/`param_specs` need `mesh`.")
+        return params, data, None
+    if data is None:
+        raise ValueError(f"{who}: `mesh` splits `data` over devices; got data=None.")
+    sharding = _sharding.batch_sharding(mesh, batch_axis)
+    axis = sharding.spec[0]
+    devices = _sharding.axis_size(mesh, axis)
+    if batch_size is not None and batch_size % devices:
+        raise ValueError(f"{who}: `batch_size` = {batch_size} must be divisible by the {devices} "
+                         f"devices of mesh axis {axis!r}.")
+    data = _sharding.shard_batch(data, mesh, axis, who=who, what="data")
+    params = _sharding.place_params(params, mesh, param_specs, who=who)
+    return params, data, sharding
+
+
 def fit(loss_fn: Callable, params, data, optimizer, steps: int, *, batch_size: int | None = None,
-        key=None, loss_kwargs: dict | None = None, on_nonfinite: str = "raise") -> FitResult:
+        key=None, loss_kwargs: dict | None = None, on_nonfinite: str = "raise", mesh=None,
+        batch_axis=None, param_specs=None) -> FitResult:
     """Train ``params`` for ``steps`` steps in one jitted ``lax.scan``.
 
     - ``optimizer``: an ``lj.optim`` name (default hyperparameters) or any optax
@@ -233,6 +267,12 @@ def fit(loss_fn: Callable, params, data, optimizer, steps: int, *, batch_size: i
       the loop freezes the parameters from before that step; "raise" (default) then raises
       :class:`NonFiniteLoss` naming the step (the partial result is ``err.result``), "stop"
       returns the result with ``result.stopped_at`` set.
+    - ``mesh``: a ``jax.sharding.Mesh``: data-parallel training. ``data`` is split along its
+      example axis over the mesh axis ``batch_axis`` (default: the mesh's first axis; the
+      number of examples and ``batch_size`` must be divisible by its size), minibatches stay
+      split the same way, ``params`` are replicated, or placed as ``param_specs`` says (a
+      pytree prefix of ``params`` with ``PartitionSpec`` leaves, for large weights). GSPMD
+      inserts the gradient all-reduce. Same history as on one device, to round-off.
 
     Compiled once per (loss_fn, optimizer, steps, batch_size) and input shapes: reuse the same
     function and transformation objects to reuse the compilation.
@@ -245,9 +285,11 @@ def fit(loss_fn: Callable, params, data, optimizer, steps: int, *, batch_size: i
     _check_common(who, loss_fn, data, steps, batch_size)
     _check_scalar(who, loss_fn, params, data, loss_kwargs)
     key = jax.random.PRNGKey(0) if key is None else key
+    params, data, batch_sharding = _on_mesh(who, mesh, batch_axis, param_specs, params, data,
+                                            batch_size)
     result = _fit_jit(loss_fn=loss_fn, optimizer=optimizer, steps=int(steps),
-                      batch_size=batch_size, params=params, data=data, key=key,
-                      loss_kwargs=loss_kwargs)
+                      batch_size=batch_size, batch_sharding=batch_sharding, params=params,
+                      data=data, key=key, loss_kwargs=loss_kwargs)
     if on_nonfinite == "raise" and not result.ok:
         at = int(result.stopped_at)
         raise NonFiniteLoss(
@@ -276,17 +318,19 @@ def _runs(who, named):
 
 
 @functools.partial(jax.jit, static_argnames=("loss_fn", "factory", "steps", "batch_size",
-                                             "params_axis"))
-def _fit_many_jit(loss_fn, factory, steps, batch_size, params_axis, params, data, keys,
-                  hparams, loss_hparams):
+                                             "batch_sharding", "params_axis"))
+def _fit_many_jit(loss_fn, factory, steps, batch_size, batch_sharding, params_axis, params,
+                  data, keys, hparams, loss_hparams):
     def one(params, key, hp, loss_hp):
-        return _run(loss_fn, factory(**hp), steps, batch_size, params, data, key, loss_hp)
+        return _run(loss_fn, factory(**hp), steps, batch_size, batch_sharding, params, data,
+                    key, loss_hp)
     return jax.vmap(one, in_axes=(params_axis, 0, 0, 0))(params, keys, hparams, loss_hparams)
 
 
 def fit_many(loss_fn: Callable, params, data, optimizer, steps: int, *,
              hparams: dict | None = None, loss_hparams: dict | None = None, keys=None,
-             batched_params: bool = False, batch_size: int | None = None) -> FitResult:
+             batched_params: bool = False, batch_size: int | None = None, mesh=None,
+             batch_axis=None, param_specs=None) -> FitResult:
     """``fit`` vmapped over runs: one compiled call trains every run of a sweep.
 
     - ``optimizer``: an ``lj.optim`` name, a factory ``(**hparams) -> transformation``
@@ -296,6 +340,9 @@ def fit_many(loss_fn: Callable, params, data, optimizer, steps: int, *,
     - ``loss_hparams``: keyword arguments of ``loss_fn``, one value per run (e.g. focal γ).
     - ``keys``: one PRNG key per run (minibatch order); ``batched_params=True``: ``params``
       carry a leading run axis (e.g. one initialisation per seed).
+
+    - ``mesh``, ``batch_axis``, ``param_specs``: data-parallel, as in ``fit`` (the run axis is
+      not split; ``param_specs`` describe one run's parameters).
 
     Every run equals ``fit`` with that run's values. A run that goes non-finite stops there
     (``result.stopped_at[run]``) while the others go on; nothing is raised.
@@ -328,8 +375,15 @@ def fit_many(loss_fn: Callable, params, data, optimizer, steps: int, *,
                   jax.tree_util.tree_map(lambda x: x[0], loss_hparams))
     if keys is None:
         keys = jax.random.split(jax.random.PRNGKey(0), runs)
+    if param_specs is not None and batched_params:
+        param_specs = jax.tree_util.tree_map(
+            lambda spec: None if spec is None else jax.sharding.PartitionSpec(None, *spec),
+            param_specs, is_leaf=lambda x: x is None or isinstance(x, jax.sharding.PartitionSpec))
+    params, data, batch_sharding = _on_mesh(who, mesh, batch_axis, param_specs, params, data,
+                                            batch_size)
     return _fit_many_jit(loss_fn=loss_fn, factory=factory, steps=int(steps),
-                         batch_size=batch_size, params_axis=0 if batched_params else None,
+                         batch_size=batch_size, batch_sharding=batch_sharding,
+                         params_axis=0 if batched_params else None,
                          params=params, data=data, keys=keys, hparams=hparams,
                          loss_hparams=loss_hparams)
 
