@@ -9,7 +9,7 @@ from lossjax.experiments._runner import LabError, code_version, load, run_lab
 NAMES = (
     "worked_examples", "gradient_shapes", "robust_regression", "class_imbalance",
     "metric_learning", "segmentation", "gan", "optimizers", "numerical_stability", "hamming",
-    "multitask", "analytic_vs_autodiff",
+    "multitask", "analytic_vs_autodiff", "scale_out",
 )
 
 __all__ = ["NAMES", "VERDICTS", "Config", "LabError", "Result", "code_version", "load",
