@@ -1,7 +1,8 @@
 """Scale-out on a device mesh. The multi-device checks run in subprocesses with 8 simulated
 CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count=8): the lab's scale_out
 experiment (every catalogue loss, fit / fit_many, the vocabulary-parallel fused
-cross-entropy and its compiled buffers) and tests/_mesh_script.py (explicit meshes, errors)."""
+cross-entropy and its compiled buffers, two processes joined by jax.distributed) and
+tests/_mesh_script.py (explicit meshes, errors)."""
 import json
 import os
 import subprocess
@@ -69,6 +70,14 @@ def test_vocabulary_parallel_cross_entropy_keeps_the_vocabulary_split(scale_out)
     assert gspmd["full_vocabulary_buffers"] > 0
     assert gspmd["relative_difference"] <= ROUND_OFF
     assert scale_out.verdict == "holds"
+
+
+def test_several_processes_joined_by_jax_distributed_match_one_device(scale_out):
+    mp = scale_out.metrics["multi_process"]
+    assert mp["ran"], mp.get("why")
+    assert (mp["processes"], mp["local_devices"], mp["devices"]) == (2, 4, 8)
+    assert set(mp["losses"]) == {"cross_entropy", "ntxent", "linear_cross_entropy"}
+    assert max(*mp["losses"].values(), mp["fit"]) <= ROUND_OFF, mp
 
 
 def test_explicit_meshes(mesh_script):

@@ -12,9 +12,12 @@ two accelerators: this module then re-runs itself in a subprocess with
 3. ``lj.linear_cross_entropy`` vocabulary-parallel (tokens over "data", the vocabulary over
    "model"): value and gradients vs the dense cross-entropy on one device, and every buffer
    of the compiled per-device program, to show that no full-vocabulary logits or weight
-   appear.
+   appear;
+4. several hosts: 2 processes of 4 CPU devices each, joined by ``jax.distributed`` (gloo
+   collectives) into one 8-device mesh: three losses and a minibatch fit vs one device.
 
     python -m lossjax.experiments.scale_out --json OUT.json [--full] [--seed N]
+    python -m lossjax.experiments.scale_out --worker I --port P --json OUT.json   # one host
 """
 from __future__ import annotations
 
@@ -45,7 +48,8 @@ def _relative(got, ref):
 # -- 1. the catalogue ------------------------------------------------------------------------
 
 def _catalogue_case(loss, key, batch):
-    """(jitted function of (args, kwargs, weights, where), sample, weights, where)."""
+    """(function of (args, kwargs, weights, where) to jit, args, array kwargs, weights,
+    where)."""
     import jax
     import jax.numpy as jnp
     s = loss.sample(key, batch=batch)
@@ -66,7 +70,7 @@ def _catalogue_case(loss, key, batch):
         if loss.has_grad:
             out[".grad"] = loss.grad(*args, **kwargs, weights=weights, where=where)
         return out
-    return jax.jit(f), s.args, dynamic, weights, where
+    return f, s.args, dynamic, weights, where
 
 
 def catalogue(meshes, seed, batch):
@@ -77,6 +81,7 @@ def catalogue(meshes, seed, batch):
     for i, loss in enumerate(lj.catalog()):
         f, args, kwargs, weights, where = _catalogue_case(
             loss, jax.random.fold_in(jax.random.PRNGKey(seed), i), batch)
+        f = jax.jit(f)
         ref = f(args, kwargs, weights, where)
         rows[loss.name] = {}
         for kind, mesh in meshes.items():
@@ -197,6 +202,82 @@ def vocab_parallel(devices, seed, sizes):
             "weight_shard_elements": d * v // tp, "rows": rows}
 
 
+# -- 4. several processes (hosts) -------------------------------------------------------------
+
+PROCESSES = 2
+MULTI_LOSSES = ("cross_entropy", "ntxent", "linear_cross_entropy")
+
+
+def _worker(process_id, port, path, seed):
+    """One of PROCESSES processes with DEVICES // PROCESSES CPU devices each, joined by
+    jax.distributed into one mesh over all of them (CPU collectives: gloo): each loss and fit
+    on the global mesh vs the same call on this process's first device."""
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(f"localhost:{port}", num_processes=PROCESSES,
+                               process_id=process_id)
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    import lossjax as lj
+    mesh = lj.sharding.batch_mesh()
+    replicated = NamedSharding(mesh, P())
+    out = {"processes": jax.process_count(), "devices": jax.device_count(),
+           "local_devices": jax.local_device_count(), "losses": {}}
+    for i, name in enumerate(MULTI_LOSSES):
+        loss = lj.get(name)
+        f, args, kwargs, weights, where = _catalogue_case(
+            loss, jax.random.fold_in(jax.random.PRNGKey(seed), i), 16)
+        ref = jax.jit(f)(args, kwargs, weights, where)
+        s_args, s_kwargs = lj.sharding.shard_inputs(loss, mesh, *args, **kwargs,
+                                                    weights=weights, where=where)
+        s_w, s_m = s_kwargs.pop("weights"), s_kwargs.pop("where")
+        # gathered onto every device so that each process can read the whole result
+        got = jax.jit(f, out_shardings=replicated)(s_args, s_kwargs, s_w, s_m)
+        out["losses"][name] = _relative(got, ref)
+    k_data, k_init = jax.random.split(jax.random.PRNGKey(seed))
+    ds = lj.data.imbalanced_multiclass(k_data, 128, 6, 4)
+    data = {"x": ds.data["x"], "y": ds.data["y"]}
+    params = {"w1": 0.5 * jax.random.normal(k_init, (6, 16)), "w2": jax.numpy.zeros((16, 4)),
+              "b": jax.numpy.zeros(4)}
+    single = lj.train.fit(_classifier, params, data, "adam", 30, batch_size=32)
+    global_ = lj.train.fit(_classifier, params, data, "adam", 30, batch_size=32, mesh=mesh)
+    out["fit"] = _relative(global_.history.numpy(), single.history.numpy())
+    if process_id == 0:
+        with open(path + ".tmp", "w") as f:
+            json.dump(out, f)
+        os.replace(path + ".tmp", path)
+    jax.distributed.shutdown()
+
+
+def multi_process(seed: int) -> dict:
+    """Run _worker in PROCESSES local processes; its figures, or why it could not run."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES // PROCESSES}")
+    env.pop("JAX_ENABLE_X64", None)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "multi.json")
+        workers = [subprocess.Popen(
+            [sys.executable, "-m", "lossjax.experiments.scale_out", "--worker", str(i),
+             "--port", str(port), "--json", path, "--seed", str(seed)], env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            for i in range(PROCESSES)]
+        try:
+            errors = [w.communicate(timeout=300)[1] for w in workers]
+        except subprocess.TimeoutExpired:
+            for w in workers:
+                w.kill()
+            return {"ran": False, "why": "the processes did not finish in 300 s"}
+        if any(w.returncode for w in workers) or not os.path.exists(path):
+            last = next((e for w, e in zip(workers, errors) if w.returncode), errors[0])
+            return {"ran": False, "why": last.strip().splitlines()[-1] if last.strip()
+                    else "no result"}
+        with open(path) as f:
+            return {"ran": True, **json.load(f)}
+
+
 # -- the experiment --------------------------------------------------------------------------
 
 def measure(full: bool, seed: int) -> dict:
@@ -251,6 +332,7 @@ def run(config):
         m = measure(config.full, config.seed)
     else:
         m = _in_subprocess(config.full, config.seed)
+    m["multi_process"] = multi_process(config.seed)
     kinds = list(next(iter(m["catalogue"].values())))
     worst = {kind: max(r[kind] for r in m["catalogue"].values()) for kind in kinds}
     failing = sorted(name for name, r in m["catalogue"].items() if max(r.values()) > TOLERANCE)
@@ -264,6 +346,9 @@ def run(config):
                and parallel["largest_buffer_elements"] <= vp["weight_shard_elements"])
     holds = (not failing and fit_worst <= TOLERANCE and no_full
              and parallel["relative_difference"] <= TOLERANCE)
+    if m["multi_process"]["ran"]:
+        mp = m["multi_process"]
+        holds = holds and max(max(mp["losses"].values()), mp["fit"]) <= TOLERANCE
 
     names = list(m["catalogue"])
     fig, ax, save = figure(config, "catalogue.png",
@@ -299,6 +384,14 @@ def run(config):
           r["full_vocabulary_buffers"], r["temp_bytes"], ", ".join(r["gradient_shardings"])]
          for r in vp["rows"]], fmt="{:.2g}")
     gspmd = vp["rows"][1]
+    mp = m["multi_process"]
+    if mp["ran"]:
+        mp_worst = max(max(mp["losses"].values()), mp["fit"])
+        mp_text = (f" {mp['processes']} processes × {mp['local_devices']} devices joined by "
+                   f"jax.distributed (gloo): {', '.join(mp['losses'])} and a fit agree with one "
+                   f"device to {mp_worst:.1e}.")
+    else:
+        mp_worst, mp_text = None, f" The multi-process run could not start here: {mp['why']}."
     ls = line_search[0] if line_search else None
     summary = (
         f"on {m['devices']} {m['platform']} devices, all {len(names)} catalogue losses agree "
@@ -313,7 +406,7 @@ def run(config):
         f"{vp['weight_shard_elements']} elements; full logits {vp['full_logits_elements']}, "
         f"{parallel['full_vocabulary_buffers']} buffers with a full-vocabulary axis, GSPMD "
         f"alone: {gspmd['full_vocabulary_buffers']})."
-        + (f" Over tolerance: {', '.join(failing)}." if failing else ""))
+        + mp_text + (f" Over tolerance: {', '.join(failing)}." if failing else ""))
     return Result(
         name="scale_out", title="Scale-out on a device mesh",
         claim="Splitting the batch over devices (jax.sharding, GSPMD) changes losses, "
@@ -326,7 +419,12 @@ def run(config):
                    f" vs {vp['full_logits_elements']} full logits",
         metrics={**m, "worst": worst, "failing": failing, "fit_worst": fit_worst,
                  "tolerance": TOLERANCE},
-        tables=[table_catalogue, table_training, table_vocab], figures=figures)
+        tables=[table_catalogue, table_training, table_vocab] + ([markdown_table(
+            [f"{mp['processes']} processes × {mp['local_devices']} devices", *mp["losses"],
+             "fit adam, batch 32 (history)"],
+            [["max relative difference vs one device", *mp["losses"].values(), mp["fit"]]],
+            fmt="{:.2g}")] if mp["ran"] else []),
+        figures=figures)
 
 
 def _main(argv=None):
@@ -335,7 +433,11 @@ def _main(argv=None):
     p.add_argument("--json", required=True)
     p.add_argument("--full", action="store_true")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--worker", type=int, help="process id of a multi-process worker")
+    p.add_argument("--port", type=int, help="coordinator port of the multi-process workers")
     args = p.parse_args(argv)
+    if args.worker is not None:
+        return _worker(args.worker, args.port, args.json, args.seed)
     out = measure(args.full, args.seed)
     tmp = args.json + ".tmp"
     with open(tmp, "w") as f:
