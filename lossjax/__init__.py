@@ -29,12 +29,13 @@ from lossjax.losses.adversarial import (
     wasserstein_generator)
 
 from lossjax import audit, data, optim, sharding, train
+from lossjax.checked import Checked, check_inputs, checked
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Kink", "Loss", "Sample", "Terms", "catalog", "get", "reduce",
-    "audit", "data", "optim", "sharding", "train",
+    "audit", "data", "optim", "sharding", "train", "checked", "check_inputs", "Checked",
     "mse", "mae", "huber", "smooth_l1", "log_cosh", "quantile", "poisson_nll", "gaussian_nll",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "nll",
     "kl_divergence", "focal_loss", "softmax_focal_loss", "hinge", "squared_hinge",

@@ -103,7 +103,9 @@ class Loss:
     def __init__(self, terms_fn, *, family: str, formula: str, sampler, kinks=(),
                  elementwise: bool, has_hess_diag: Optional[bool] = None, references=(),
                  grad_note: Optional[str] = None, grad_wrt=(), forward_mode: bool = True,
-                 batch_args: Optional[tuple] = None, _analytic_vjp: bool = False):
+                 batch_args: Optional[tuple] = None, nonnegative: bool = False,
+                 perfect: Optional[Callable[[Sample], Sample]] = None, constraints=(),
+                 _analytic_vjp: bool = False):
         self._terms_fn = terms_fn
         self.name = terms_fn.__name__
         self.family = family
@@ -119,6 +121,14 @@ class Loss:
         self.has_hess_diag = (elementwise and self.has_grad) if has_hess_diag is None \
             else has_hess_diag
         self.references = tuple(references)
+        # declared properties, which the fuzz tests check on the sampler's domain: the loss is
+        # >= 0 everywhere there, and ``perfect(sample)`` returns arguments (a perfect
+        # prediction for the sample's targets) at which every element is 0
+        self.nonnegative = nonnegative
+        self.perfect = perfect
+        # run-time conditions on argument values (lossjax._domain.Constraint): lj.checked
+        # checks them inside jit
+        self.constraints = tuple(constraints)
         self._sampler = sampler
         self._analytic_vjp = _analytic_vjp
         self._signature = inspect.signature(terms_fn)
@@ -223,6 +233,16 @@ class Loss:
         """Hand-derived diagonal of the Hessian of the reduced value w.r.t. the predictions."""
         return self._derivative("hess", args, kwargs, reduction, weights, where)
 
+    def count(self, *args, weights=None, where=None, **kwargs):
+        """The denominator of ``reduction="mean"``: the number of elements that count (those
+        not masked by ``where`` or an ignored label), weighted by ``weights`` and, for
+        class-weighted cross_entropy / nll, by the targets' class weights. So
+        ``loss(..., reduction="sum") == loss(...) * loss.count(...)`` (0 for a fully masked
+        batch), and means over microbatches or shards combine as sum(sums) / sum(counts)."""
+        bound = self._bind(args, kwargs)
+        terms, w, m, _ = self._terms(bound, "mean", weights, where)
+        return _reduce.count(terms.value, w, m, terms.normalizer)
+
     def with_analytic_vjp(self) -> "Loss":
         """The same loss, whose derivatives w.r.t. the predictions use the hand-derived ``.grad``.
 
@@ -239,7 +259,8 @@ class Loss:
                     sampler=self._sampler, kinks=self.kinks, elementwise=self.elementwise,
                     has_hess_diag=self.has_hess_diag, references=self.references,
                     grad_wrt=self.grad_wrt, forward_mode=self.forward_mode,
-                    batch_args=self.batch_args, _analytic_vjp=True)
+                    batch_args=self.batch_args, nonnegative=self.nonnegative,
+                    perfect=self.perfect, constraints=self.constraints, _analytic_vjp=True)
 
     # -- sampling ---------------------------------------------------------------------------
 
@@ -338,13 +359,16 @@ def _sum_to_shape(x, shape):
 
 def loss(*, family: str, formula: str, sampler, kinks=(), elementwise: bool,
          has_hess_diag: Optional[bool] = None, references=(), grad_note=None, grad_wrt=(),
-         forward_mode: bool = True, batch_args: Optional[tuple] = None):
+         forward_mode: bool = True, batch_args: Optional[tuple] = None,
+         nonnegative: bool = False, perfect: Optional[Callable[[Sample], Sample]] = None,
+         constraints=()):
     """Decorator: turn a terms function into a registered :class:`Loss`."""
     def wrap(terms_fn) -> Loss:
         obj = Loss(terms_fn, family=family, formula=formula, sampler=sampler, kinks=kinks,
                    elementwise=elementwise, has_hess_diag=has_hess_diag, references=references,
                    grad_note=grad_note, grad_wrt=grad_wrt, forward_mode=forward_mode,
-                   batch_args=batch_args)
+                   batch_args=batch_args, nonnegative=nonnegative, perfect=perfect,
+                   constraints=constraints)
         if obj.name in _REGISTRY:
             raise RuntimeError(f"a loss named {obj.name!r} is already registered")
         _REGISTRY[obj.name] = obj

@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lossjax._loss import Sample
+
 GENERIC_SHAPE = (6, 5)
 
 
@@ -50,3 +52,22 @@ def hyper(values, dtype) -> dict:
     lossjax never starts a JAX backend) become arrays of ``dtype``."""
     return {k: jnp.asarray(v, dtype) if isinstance(v, np.ndarray) else v
             for k, v in (values or {}).items()}
+
+
+# -- perfect predictions (Loss.perfect): arguments at which a loss is exactly 0 ---------------
+
+def exact_fit(sample):
+    """The sample with the predictions (first argument) replaced by the targets (second)."""
+    p, t, *rest = sample.args
+    return Sample((t.astype(p.dtype), t, *rest), sample.kwargs)
+
+
+def saturated_one_hot(labels, num_classes, dtype):
+    """Logits whose softmax is exactly one-hot at ``labels`` (rows of an ignored or
+    out-of-range label are all 0)."""
+    return (saturating(dtype) * jax.nn.one_hot(labels, num_classes)).astype(dtype)
+
+
+def saturated_signs(hard, dtype):
+    """Logits whose sigmoid is exactly 1 where ``hard`` and exactly 0 elsewhere."""
+    return jnp.where(hard, saturating(dtype), -saturating(dtype)).astype(dtype)

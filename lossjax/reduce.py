@@ -85,7 +85,8 @@ def coefficients(values, reduction="mean", weights=None, where=None, normalizer=
     return coef
 
 
-def _denominator(values, weights, where, normalizer):
+def count(values, weights=None, where=None, normalizer=None):
+    """The mean's denominator before the empty-selection guard: sum(mask * w * n)."""
     n = jnp.ones(values.shape, values.dtype)
     if normalizer is not None:
         n = n * normalizer
@@ -93,6 +94,10 @@ def _denominator(values, weights, where, normalizer):
         n = n * weights
     if where is not None:
         n = jnp.where(where, n, jnp.zeros((), values.dtype))
-    den = jnp.sum(n)
+    return jnp.sum(n)
+
+
+def _denominator(values, weights, where, normalizer):
+    den = count(values, weights, where, normalizer)
     # An empty selection has mean 0: dividing 0 by 1 keeps value and gradient finite.
     return jnp.where(den == 0, jnp.ones((), values.dtype), den)

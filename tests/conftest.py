@@ -25,3 +25,17 @@ def key():
 
 def sample(loss, kind="generic", dtype=jnp.float64, seed=0):
     return loss.sample(jax.random.PRNGKey(seed), dtype, kind)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many fuzzing examples ran (tests/test_fuzz.py records them per test)."""
+    examples, tests = 0, 0
+    for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", []):
+        if report.when == "call":
+            for key, value in report.user_properties:
+                if key == "fuzz_examples":
+                    examples, tests = examples + value, tests + 1
+    if tests:
+        terminalreporter.write_line(
+            f"fuzzing: {examples} examples over {tests} (loss, kind) pairs "
+            f"(LOSSJAX_FUZZ_EXAMPLES raises the budget per pair)")

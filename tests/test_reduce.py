@@ -84,3 +84,24 @@ def test_unknown_reduction_is_rejected():
 def test_where_must_be_boolean():
     with pytest.raises(TypeError, match="`where` must be a boolean mask, got float64\\[2,3\\]"):
         lj.mse(P, T, where=jnp.ones((2, 3)))
+
+
+def test_count_is_the_means_denominator():
+    """Loss.count: sum = mean x count, and means over microbatches combine as
+    sum(sums) / sum(counts) (PyTorch's class-weighted denominator included)."""
+    z = jnp.asarray(np.random.default_rng(0).standard_normal((6, 3)))
+    y = jnp.asarray([0, 2, -100, 1, 2, 7])                 # one ignored, one out of range
+    w = jnp.asarray([0.5, 2.0, 1.5])
+    # labels 0, 2, 1, 2 count with their class weights; -100 and 7 do not
+    assert float(lj.cross_entropy.count(z, y, weight=w)) == 0.5 + 1.5 + 2.0 + 1.5
+    m = jnp.asarray([True, True, True, False, True, True])
+    assert float(lj.cross_entropy.count(z, y, where=m)) == 3.0
+    assert float(lj.mse.count(z, z, weights=jnp.full((6, 3), 0.5))) == 9.0
+    assert float(lj.mse.count(z, z, where=jnp.zeros((6, 3), bool))) == 0.0
+    total = lj.cross_entropy(z, y, weight=w, reduction="sum")
+    np.testing.assert_allclose(total, lj.cross_entropy(z, y, weight=w)
+                               * lj.cross_entropy.count(z, y, weight=w), rtol=1e-14)
+    halves = [(z[:3], y[:3]), (z[3:], y[3:])]
+    combined = (sum(lj.cross_entropy(a, b, weight=w, reduction="sum") for a, b in halves)
+                / sum(lj.cross_entropy.count(a, b, weight=w) for a, b in halves))
+    np.testing.assert_allclose(combined, lj.cross_entropy(z, y, weight=w), rtol=1e-14)

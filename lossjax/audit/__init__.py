@@ -3,12 +3,15 @@
     report = lj.audit.check(fn, *args, grad=my_grad)
     report.ok, report.verdict, report.to_markdown(), report.to_json(), report.plot()
 
-See :func:`check`, :func:`check_jacobian`, :func:`check_update` and :func:`catalog`.
+See :func:`check`, :func:`check_jacobian`, :func:`check_update`, :func:`catalog` and
+:func:`precision_matrix` (the dtype matrix).
 """
 from lossjax.audit._catalog import audit_loss, catalog, to_markdown
 from lossjax.audit._check import KAPPA, check, check_jacobian
+from lossjax.audit._precision import PrecisionRow, precision_markdown, precision_matrix
 from lossjax.audit._report import AuditReport, Element, ProbeCheck
 from lossjax.audit._update import UpdateAudit, check_update
 
 __all__ = ["AuditReport", "Element", "ProbeCheck", "UpdateAudit", "KAPPA", "audit_loss",
-           "catalog", "check", "check_jacobian", "check_update", "to_markdown"]
+           "catalog", "check", "check_jacobian", "check_update", "to_markdown", "PrecisionRow",
+           "precision_matrix", "precision_markdown"]

@@ -52,7 +52,35 @@ def _sigmoids(z):
     return jax.nn.sigmoid(z), jax.nn.sigmoid(-z)
 
 
-@loss(family="adversarial", elementwise=True, grad_wrt=("fake_logits",),
+# -- perfect predictions (Loss.perfect) -------------------------------------------------------
+
+def _confident_discriminator(s):
+    real, _ = s.args
+    big = _sampling.saturating(real.dtype)
+    return Sample((jnp.full_like(real, big), jnp.full_like(real, -big)), s.kwargs)
+
+
+def _fooled_discriminator(s):
+    (fake,) = s.args
+    return Sample((jnp.full_like(fake, _sampling.saturating(fake.dtype)),), s.kwargs)
+
+
+def _least_squares_targets(s):
+    real, _ = s.args
+    return Sample((jnp.ones_like(real), jnp.zeros_like(real)), s.kwargs)
+
+
+def _least_squares_fake(s):
+    (fake,) = s.args
+    return Sample((jnp.ones_like(fake),), s.kwargs)
+
+
+def _beyond_hinges(s):
+    real, _ = s.args
+    return Sample((jnp.ones_like(real), -jnp.ones_like(real)), s.kwargs)
+
+
+@loss(nonnegative=True, perfect=_confident_discriminator, family="adversarial", elementwise=True, grad_wrt=("fake_logits",),
       formula=r"\ell = -\log\sigma(D_{real}) - \log(1 - \sigma(D_{fake}))",
       sampler=_pair_sampler, references=[_GOODFELLOW])
 def minimax_discriminator(real_logits, fake_logits):
@@ -83,7 +111,7 @@ def minimax_generator(fake_logits):
     return Terms(-jax.nn.softplus(f), grad=lambda: -s, hess=lambda: -s * s_bar)
 
 
-@loss(family="adversarial", elementwise=True,
+@loss(nonnegative=True, perfect=_fooled_discriminator, family="adversarial", elementwise=True,
       formula=r"\ell = -\log\sigma(D_{fake})", sampler=_fake_sampler, references=[_GOODFELLOW])
 def nonsaturating_generator(fake_logits):
     r"""Non-saturating generator loss :math:`-\log\sigma(f) = \operatorname{softplus}(-f)`.
@@ -95,7 +123,7 @@ def nonsaturating_generator(fake_logits):
     return Terms(jax.nn.softplus(-f), grad=lambda: -s_bar, hess=lambda: s * s_bar)
 
 
-@loss(family="adversarial", elementwise=True, grad_wrt=("fake_logits",),
+@loss(nonnegative=True, perfect=_least_squares_targets, family="adversarial", elementwise=True, grad_wrt=("fake_logits",),
       formula=r"\ell = \tfrac12 (D_{real} - 1)^2 + \tfrac12 D_{fake}^2",
       sampler=_pair_sampler,
       references=["Mao et al., Least Squares Generative Adversarial Networks, ICCV 2017."])
@@ -110,7 +138,7 @@ def lsgan_discriminator(real_logits, fake_logits):
                  hess=lambda: jnp.ones_like(r), partials={"fake_logits": lambda: f})
 
 
-@loss(family="adversarial", elementwise=True,
+@loss(nonnegative=True, perfect=_least_squares_fake, family="adversarial", elementwise=True,
       formula=r"\ell = \tfrac12 (D_{fake} - 1)^2", sampler=_fake_sampler,
       references=["Mao et al., Least Squares Generative Adversarial Networks, ICCV 2017."])
 def lsgan_generator(fake_logits):
@@ -122,7 +150,7 @@ def lsgan_generator(fake_logits):
     return Terms(0.5 * (f - 1) ** 2, grad=lambda: f - 1, hess=lambda: jnp.ones_like(f))
 
 
-@loss(family="adversarial", elementwise=True, grad_wrt=("fake_logits",),
+@loss(nonnegative=True, perfect=_beyond_hinges, family="adversarial", elementwise=True, grad_wrt=("fake_logits",),
       formula=r"\ell = \max(0, 1 - D_{real}) + \max(0, 1 + D_{fake})",
       sampler=_pair_sampler,
       kinks=[Kink("real_logits == 1", "-1/2 (midpoint of -1 and 0)", lambda r, f: r == 1),

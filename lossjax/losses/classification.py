@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lossjax import _checks, _sampling
+from lossjax import _checks, _domain, _sampling
 from lossjax._loss import Kink, Sample, Terms, loss
 from lossjax.losses._common import hinge_slope, lookup
 
@@ -109,7 +109,48 @@ def _bce_sample(key, dtype, kind):
     return Sample((jnp.asarray(p, dtype), jnp.asarray(t, dtype)), {})
 
 
-@loss(family="classification", elementwise=True,
+# -- perfect predictions (Loss.perfect) -------------------------------------------------------
+
+def _hard_probabilities(s):
+    p, t = s.args
+    hard = (t > 0.5).astype(t.dtype)
+    return Sample((hard.astype(p.dtype), hard), s.kwargs)
+
+
+def _hard_logits(s):
+    z, t = s.args
+    hard = t > 0.5
+    return Sample((_sampling.saturated_signs(hard, z.dtype), hard.astype(t.dtype)), s.kwargs)
+
+
+def _beyond_margin(s):
+    scores, labels = s.args
+    return Sample(((2 * labels).astype(scores.dtype), labels), s.kwargs)
+
+
+def _one_hot_logits(s):
+    """Saturated logits on the label; probability targets made one-hot; no smoothing."""
+    z, labels = s.args
+    kwargs = {k: v for k, v in s.kwargs.items() if k != "label_smoothing"}
+    if jnp.issubdtype(labels.dtype, jnp.floating):
+        labels = jax.nn.one_hot(jnp.argmax(labels, -1), z.shape[-1], dtype=labels.dtype)
+        return Sample((_sampling.saturating(z.dtype) * labels.astype(z.dtype), labels), kwargs)
+    return Sample((_sampling.saturated_one_hot(labels, z.shape[-1], z.dtype), labels), kwargs)
+
+
+def _one_hot_log_probs(s):
+    lp, labels = s.args
+    return Sample((_sampling.saturated_one_hot(labels, lp.shape[-1], lp.dtype)
+                   - _sampling.saturating(lp.dtype), labels), s.kwargs)
+
+
+def _log_of_targets(s):
+    lq, t = s.args
+    return Sample((jnp.log(jnp.where(t > 0, t, 1)).astype(lq.dtype), t), s.kwargs)
+
+
+@loss(constraints=[_domain.unit_interval("probabilities"), _domain.unit_interval("targets")],
+      nonnegative=True, perfect=_hard_probabilities, family="classification", elementwise=True,
       formula=r"\ell = -\left[y \max(\log p, -100) + (1 - y)\max(\log(1-p), -100)\right]",
       sampler=_bce_sample,
       kinks=[Kink("log p == -100 or log(1-p) == -100 (p within e^-100 of 0 or 1, below "
@@ -158,7 +199,8 @@ def _binary_logits_sample(hyper, edge_hyper):
     return sample
 
 
-@loss(family="classification", elementwise=True,
+@loss(constraints=[_domain.unit_interval("targets")],
+      nonnegative=True, perfect=_hard_logits, family="classification", elementwise=True,
       formula=r"\ell = -\left[w_+ y \log\sigma(z) + (1 - y)\log\sigma(-z)\right]",
       sampler=_binary_logits_sample(
           {"pos_weight": np.linspace(0.5, 3.0, 5)},
@@ -191,7 +233,25 @@ def binary_cross_entropy_with_logits(logits, targets, *, pos_weight=None):
                  hess=lambda: (pw * t + 1 - t) * s * s_bar)
 
 
-@loss(family="classification", elementwise=True,
+
+def _focal_factor(t, ls_pos, ls_neg, gamma):
+    """(1 - p_t)^gamma and log(1 - p_t), where 1 - p_t = t sigma(-z) + (1 - t) sigma(z) is
+    formed in log space (finite at saturated logits). Its logs of t and 1 - t are -inf at hard
+    targets, where their autodiff derivative is NaN, so they see the targets as constants and
+    the factor's derivative in t, gamma (1 - p_t)^(gamma - 1) (sigma(-z) - sigma(z)), enters as
+    a linear term that is 0 in value (clamped to the largest finite number where gamma < 1 makes
+    it infinite at saturated logits)."""
+    t0 = jax.lax.stop_gradient(t)
+    log_t = jnp.where(t0 > 0, jnp.log(jnp.where(t0 > 0, t0, 1.0)), -jnp.inf)
+    log_1mt = jnp.where(t0 < 1, jnp.log1p(-jnp.where(t0 < 1, t0, 0.0)), -jnp.inf)
+    log_q = jnp.logaddexp(log_t + ls_neg, log_1mt + ls_pos)
+    slope = gamma * jnp.exp((gamma - 1) * log_q) * (jnp.exp(ls_neg) - jnp.exp(ls_pos))
+    big = jnp.finfo(log_q.dtype).max
+    slope = jax.lax.stop_gradient(jnp.nan_to_num(slope, nan=0.0, posinf=big, neginf=-big))
+    return jnp.exp(gamma * log_q) + slope * (t - t0), log_q
+
+@loss(constraints=[_domain.unit_interval("targets")],
+      nonnegative=True, perfect=_hard_logits, family="classification", elementwise=True,
       formula=r"\ell = -\alpha_y (1 - p_t)^\gamma \log p_t,\ p_t = y\sigma(z) + (1-y)\sigma(-z)",
       sampler=_binary_logits_sample({"alpha": 0.25, "gamma": 2.0}, {"gamma": 0.5}),
       references=["Lin, Goyal, Girshick, He, Dollar, Focal Loss for Dense Object Detection, "
@@ -225,8 +285,7 @@ def focal_loss(logits, targets, *, alpha=None, gamma=2.0):
         a = alpha * t + (1 - alpha) * (1 - t)
     ls_pos, ls_neg = jax.nn.log_sigmoid(z), jax.nn.log_sigmoid(-z)
     ce = -(t * ls_pos + (1 - t) * ls_neg)
-    log_one_minus_pt = jnp.logaddexp(jnp.log(t) + ls_neg, jnp.log1p(-t) + ls_pos)
-    factor = jnp.exp(gamma * log_one_minus_pt)
+    factor, log_one_minus_pt = _focal_factor(t, ls_pos, ls_neg, gamma)
 
     def pieces():
         s, s_bar = jnp.exp(ls_pos), jnp.exp(ls_neg)
@@ -272,7 +331,8 @@ def _on_margin(s, y):
     return y * s == 1
 
 
-@loss(family="classification", elementwise=True,
+@loss(constraints=[_domain.signs("labels")],
+      nonnegative=True, perfect=_beyond_margin, family="classification", elementwise=True,
       formula=r"\ell = \max(0,\ 1 - y z),\ y \in \{-1, +1\}",
       sampler=_hinge_sample,
       kinks=[Kink("labels * scores == 1", "-labels / 2 (midpoint of -labels and 0)", _on_margin)])
@@ -292,7 +352,8 @@ def hinge(scores, labels):
                  hess=lambda: jnp.zeros_like(m))
 
 
-@loss(family="classification", elementwise=True,
+@loss(constraints=[_domain.signs("labels")],
+      nonnegative=True, perfect=_beyond_margin, family="classification", elementwise=True,
       formula=r"\ell = \max(0,\ 1 - y z)^2,\ y \in \{-1, +1\}",
       sampler=_hinge_sample,
       kinks=[Kink("labels * scores == 1", "second derivative labels^2 (midpoint of 2 labels^2 "
@@ -310,7 +371,8 @@ def squared_hinge(scores, labels):
 
 # -- multi-class ----------------------------------------------------------------------------
 
-@loss(family="classification", elementwise=False, has_hess_diag=True,
+@loss(constraints=[_domain.class_index(), _domain.unit_interval("labels")],
+      nonnegative=True, perfect=_one_hot_logits, family="classification", elementwise=False, has_hess_diag=True,
       formula=r"\ell_n = -\sum_k w_k\, t'_{nk} \log\operatorname{softmax}(z_n)_k,\ t' = (1-\varepsilon)t + \varepsilon/C",
       sampler=_logits_sampler(
           labels="index",
@@ -373,7 +435,7 @@ def cross_entropy(logits, labels, *, axis=-1, weight=None, ignore_index=-100,
         value = (1 - eps) * value + eps / num_classes * smooth
     wsum = jnp.sum(wvec)
     coef = ((1 - eps) * wy)[..., None]
-    p = lambda: jnp.exp(z - lse[..., None])  # noqa: E731
+    p = lambda: jax.nn.softmax(z, axis=-1)   # noqa: E731  (not exp(z - lse): lse's ulp)
 
     def grad():
         onehot = jax.nn.one_hot(safe, num_classes, dtype=z.dtype)
@@ -394,7 +456,8 @@ def _nll_sample(key, dtype, kind):
     return Sample((log_probs, args[1]), kwargs)
 
 
-@loss(family="classification", elementwise=False, has_hess_diag=True,
+@loss(constraints=[_domain.class_index(scores="log_probs"), _domain.nonpositive("log_probs", "a log-probability")],
+      nonnegative=True, perfect=_one_hot_log_probs, family="classification", elementwise=False, has_hess_diag=True,
       formula=r"\ell_n = -w_{y_n} \log p_{n, y_n}",
       sampler=_nll_sample)
 def nll(log_probs, labels, *, axis=-1, weight=None, ignore_index=-100):
@@ -429,7 +492,8 @@ def _kl_sample(key, dtype, kind):
     return Sample((log_predictions, args[1]), {})
 
 
-@loss(family="classification", elementwise=False, has_hess_diag=True,
+@loss(constraints=[_domain.nonpositive("log_predictions", "a log-probability"), _domain.unit_interval("targets", when=lambda a: not a["log_target"]), _domain.nonpositive("targets", "a log-probability", when=lambda a: a["log_target"])],
+      nonnegative=True, perfect=_log_of_targets, family="classification", elementwise=False, has_hess_diag=True,
       formula=r"\ell_n = \sum_k t_{nk}(\log t_{nk} - \log q_{nk})",
       sampler=_kl_sample)
 def kl_divergence(log_predictions, targets, *, axis=-1, log_target=False):
@@ -466,7 +530,8 @@ def kl_divergence(log_predictions, targets, *, axis=-1, log_target=False):
                  hess=lambda: jnp.zeros_like(lq))
 
 
-@loss(family="classification", elementwise=False, has_hess_diag=False,
+@loss(constraints=[_domain.class_index()],
+      nonnegative=True, perfect=_one_hot_logits, family="classification", elementwise=False, has_hess_diag=False,
       formula=r"\ell_n = -\alpha_{y_n} (1 - p_{n,y_n})^\gamma \log p_{n,y_n}",
       sampler=_logits_sampler(
           labels="index",
@@ -514,6 +579,9 @@ def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, axis=-1, ignore
             raise ValueError(f"{name}: `alpha` must be a scalar or have shape ({num_classes},), "
                              f"got {tuple(alpha.shape)}.")
     onehot = jax.nn.one_hot(safe, num_classes, dtype=z.dtype)
+    # shifted by the row maximum first: log p_y and log(1 - p_y) are then differences of
+    # moderate numbers, not of two logsumexps near |z| (whose ulp is 1e-3 at z = 1e4 in float32)
+    z = z - jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))
     lse = jax.nn.logsumexp(z, axis=-1)
     others = jnp.where(onehot > 0, -jnp.inf, z)
     lse_others = jax.nn.logsumexp(others, axis=-1)
@@ -521,9 +589,14 @@ def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, axis=-1, ignore
     factor = jnp.exp(gamma * (lse_others - lse))
 
     def grad():
-        p = jnp.exp(z - lse[..., None])
-        q = jnp.exp(others - lse_others[..., None])
-        inner = gamma * log_py[..., None] * (q - p) + (onehot - p)
+        log_p = z - lse[..., None]
+        p = jnp.exp(log_p)
+        # q - p, q the softmax without the label: p_k p_y / (1 - p_y) off the label, -p_y on it,
+        # formed from logs; q and p themselves nearly cancel when p_y is tiny, and that
+        # difference is multiplied by log p_y (large)
+        log_odds = (log_py - (lse_others - lse))[..., None]
+        q_minus_p = jnp.where(onehot > 0, -jnp.exp(log_py)[..., None], jnp.exp(log_p + log_odds))
+        inner = gamma * log_py[..., None] * q_minus_p + (onehot - p)
         return _back(-(a * factor)[..., None] * inner, ax)
 
     return Terms(-a * factor * log_py, grad=grad, class_axis=ax, mask=valid)

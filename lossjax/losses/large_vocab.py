@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from lossjax import _checks
+from lossjax import _checks, _domain
 from lossjax._loss import Sample, Terms, loss
 from lossjax.losses._common import explicit_sharding
 
@@ -262,7 +262,8 @@ def _sample(key, dtype, kind):
     return Sample((hidden, weight, labels), kwargs)
 
 
-@loss(family="large_vocab", elementwise=False, has_hess_diag=False,
+@loss(constraints=[_domain.class_index(scores="weight", axis=None)],
+      nonnegative=True, family="large_vocab", elementwise=False, has_hess_diag=False,
       formula=r"\ell_t = \operatorname{lse}(z_t) - (1-\varepsilon) z_{t,y_t} - "
               r"\tfrac{\varepsilon}{V}\textstyle\sum_k z_{tk} + \lambda_z \operatorname{lse}"
               r"(z_t)^2,\; z_t = c\tanh((h_t W + b)/c)",

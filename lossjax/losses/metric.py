@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from lossjax import _checks, _sampling
+from lossjax import _checks, _domain, _sampling
 from lossjax._loss import Kink, Sample, Terms, loss
 from lossjax.losses._common import abs_mid as _abs, gathered, hinge_slope, lookup
 
@@ -73,7 +73,42 @@ def _triplet_sample(key, dtype, kind):
     return Sample((a, p, n), {"margin": 1.0, "eps": 0.0})
 
 
-@loss(family="metric", elementwise=False, has_hess_diag=False,
+# -- perfect predictions (Loss.perfect) -------------------------------------------------------
+
+def _separated_triplets(s):
+    a, _, _ = s.args
+    far = a + 2 * (s.kwargs.get("margin", 1.0) + 1)
+    return Sample((a, a, far), s.kwargs)
+
+
+def _separated_pairs(s):
+    x1, _, same = s.args
+    far = x1.at[:, 0].add(2 * (s.kwargs.get("neg_margin", 1.0) + 1))
+    return Sample((x1, jnp.where(same[:, None] > 0.5, x1, far), same), s.kwargs)
+
+
+def _aligned_pairs(s):
+    x1, _, y = s.args
+    return Sample((x1, y[:, None] * x1, y), s.kwargs)
+
+
+def _ranked_pairs(s):
+    _, x2, y = s.args
+    return Sample((x2 + y * (s.kwargs.get("margin", 0.0) + 1), x2, y), s.kwargs)
+
+
+def _on_centers(s):
+    _, labels, centers = s.args
+    return Sample((centers[jnp.clip(labels, 0)], labels, centers), s.kwargs)
+
+
+def _separated_classes(s):
+    e, labels = s.args
+    spacing = 2 * (s.kwargs.get("margin", 1.0) + 1)
+    return Sample((jnp.zeros_like(e).at[:, 0].set(spacing * labels), labels), s.kwargs)
+
+
+@loss(nonnegative=True, perfect=_separated_triplets, family="metric", elementwise=False, has_hess_diag=False,
       grad_wrt=("positive", "negative"),
       formula=r"\ell = \max(d(a, p) - d(a, n) + m,\ 0),\ d(x, y) = \lVert x - y + \epsilon\rVert_p",
       sampler=_triplet_sample,
@@ -145,7 +180,8 @@ def _pair_sample(key, dtype, kind):
     return Sample((x1, x2, same), {"neg_margin": 1.0})
 
 
-@loss(family="metric", elementwise=False, has_hess_diag=False, grad_wrt=("x2",),
+@loss(constraints=[_domain.unit_interval("same")],
+      nonnegative=True, perfect=_separated_pairs, family="metric", elementwise=False, has_hess_diag=False, grad_wrt=("x2",),
       formula=r"\ell = y\,\tfrac12\max(d - m_+, 0)^2 + (1 - y)\,\tfrac12\max(m_- - d, 0)^2",
       sampler=_pair_sample,
       kinks=[Kink("x1 == x2 in a dissimilar pair: no direction to push apart",
@@ -204,7 +240,8 @@ def _cosine(x1, x2):
     return cos, d1, d2
 
 
-@loss(family="metric", elementwise=False, has_hess_diag=False, grad_wrt=("x2",),
+@loss(constraints=[_domain.signs("y")],
+      nonnegative=True, perfect=_aligned_pairs, family="metric", elementwise=False, has_hess_diag=False, grad_wrt=("x2",),
       formula=r"\ell = 1 - \cos(x_1, x_2)\ (y = 1);\quad \max(0, \cos(x_1, x_2) - m)\ (y = -1)",
       sampler=_cosine_sample,
       kinks=[Kink("cos == margin for a dissimilar pair", "half the active gradient",
@@ -245,7 +282,8 @@ def _ranking_sample(key, dtype, kind):
     return Sample((x1, x2, y), {"margin": 0.5})
 
 
-@loss(family="metric", elementwise=True, grad_wrt=("x2",),
+@loss(constraints=[_domain.signs("y")],
+      nonnegative=True, perfect=_ranked_pairs, family="metric", elementwise=True, grad_wrt=("x2",),
       formula=r"\ell = \max(0,\ -y (x_1 - x_2) + m)",
       sampler=_ranking_sample,
       kinks=[Kink("-y (x1 - x2) + margin == 0", "half the active gradient",
@@ -280,7 +318,8 @@ def _center_sample(key, dtype, kind):
     return Sample((features, jnp.asarray([0, 1, 0], jnp.int32), centers), {})
 
 
-@loss(family="metric", elementwise=False, has_hess_diag=True,
+@loss(constraints=[_domain.class_index(scores="centers", axis=None, ignore=None, classes_axis=0, negative_ignored=True)],
+      nonnegative=True, perfect=_on_centers, family="metric", elementwise=False, has_hess_diag=True,
       formula=r"\ell_i = \tfrac12 \lVert x_i - c_{y_i}\rVert^2",
       sampler=_center_sample, batch_args=("features", "labels"),
       references=["Wen, Zhang, Li, Qiao, A Discriminative Feature Learning Approach for Deep "
@@ -389,7 +428,7 @@ def _views_sample(key, dtype, kind):
     return Sample((z1, z2), {"temperature": 0.1})
 
 
-@loss(family="metric", elementwise=False, has_hess_diag=False, grad_wrt=("z2",),
+@loss(nonnegative=True, family="metric", elementwise=False, has_hess_diag=False, grad_wrt=("z2",),
       formula=r"\ell_i = -\log\frac{e^{\cos(z_i, z_{i^+})/\tau}}{\sum_{j \ne i} e^{\cos(z_i, z_j)/\tau}}",
       sampler=_views_sample,
       references=["Chen, Kornblith, Norouzi, Hinton, A Simple Framework for Contrastive "
@@ -420,7 +459,7 @@ def ntxent(z1, z2, *, temperature=0.5):
                  partial_vjps={"z2": lambda c: full_vjp(c)[n:]})
 
 
-@loss(family="metric", elementwise=False, has_hess_diag=False, grad_wrt=("keys",),
+@loss(nonnegative=True, family="metric", elementwise=False, has_hess_diag=False, grad_wrt=("keys",),
       formula=r"\ell_i = -\log\frac{e^{\cos(q_i, k_i)/\tau}}{\sum_j e^{\cos(q_i, k_j)/\tau}}",
       sampler=_views_sample,
       references=["van den Oord, Li, Vinyals, Representation Learning with Contrastive "
@@ -464,7 +503,7 @@ def _mining_sample(key, dtype, kind):
 STRATEGIES = ("batch_hard", "semi_hard", "all")
 
 
-@loss(family="metric", elementwise=False, has_hess_diag=False,
+@loss(nonnegative=True, perfect=_separated_classes, family="metric", elementwise=False, has_hess_diag=False,
       formula=r"\ell = \max(d(a, p) - d(a, n) + m, 0)\ \text{over mined (a, p, n)}",
       sampler=_mining_sample,
       references=["Hermans, Beyer, Leibe, In Defense of the Triplet Loss for Person "

@@ -16,7 +16,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from lossjax import _checks, _sampling
+from lossjax import _checks, _domain, _sampling
 from lossjax._loss import Kink, Sample, Terms, loss
 from lossjax.losses._common import abs_mid as _abs, hinge_slope
 
@@ -52,7 +52,7 @@ def _residual_is_zero(predictions, targets, **_):
     return predictions == targets
 
 
-@loss(family="regression", elementwise=True,
+@loss(nonnegative=True, perfect=_sampling.exact_fit, family="regression", elementwise=True,
       formula=r"\ell = (\hat y - y)^2",
       sampler=_residual_sampler(residuals_edge=_STANDARD_EDGE))
 def mse(predictions, targets):
@@ -68,7 +68,7 @@ def mse(predictions, targets):
     return Terms(r * r, grad=lambda: 2 * r, hess=lambda: jnp.full_like(r, 2))
 
 
-@loss(family="regression", elementwise=True,
+@loss(nonnegative=True, perfect=_sampling.exact_fit, family="regression", elementwise=True,
       formula=r"\ell = \lvert \hat y - y\rvert",
       sampler=_residual_sampler(residuals_edge=_STANDARD_EDGE),
       kinks=[Kink("predictions == targets", "0 (midpoint of -1 and +1)", _residual_is_zero)])
@@ -81,7 +81,7 @@ def mae(predictions, targets):
     return Terms(_abs(r), grad=lambda: jnp.sign(r), hess=lambda: jnp.zeros_like(r))
 
 
-@loss(family="regression", elementwise=True,
+@loss(nonnegative=True, perfect=_sampling.exact_fit, family="regression", elementwise=True,
       formula=r"\ell = \begin{cases} \tfrac12 r^2 & \lvert r\rvert \le \delta \\ \delta(\lvert r\rvert - \tfrac12\delta) & \lvert r\rvert > \delta \end{cases},\ r = \hat y - y",
       sampler=_residual_sampler(residuals_edge=[0.0, 0.5, 2.0 ** -12, "big"],
                                 hyper={"delta": 0.5}),
@@ -106,7 +106,7 @@ def huber(predictions, targets, *, delta=1.0):
                  hess=lambda: hinge_slope(delta - a))
 
 
-@loss(family="regression", elementwise=True,
+@loss(nonnegative=True, perfect=_sampling.exact_fit, family="regression", elementwise=True,
       formula=r"\ell = \begin{cases} \tfrac{1}{2\beta} r^2 & \lvert r\rvert < \beta \\ \lvert r\rvert - \tfrac12\beta & \lvert r\rvert \ge \beta \end{cases},\ r = \hat y - y",
       sampler=_residual_sampler(residuals_edge=[0.0, 0.5, 2.0 ** -12, "big"],
                                 hyper={"beta": 0.5}),
@@ -136,7 +136,7 @@ def smooth_l1(predictions, targets, *, beta=1.0):
         hess=lambda: hinge_slope(beta - a) / safe_beta * (beta > 0))
 
 
-@loss(family="regression", elementwise=True,
+@loss(nonnegative=True, perfect=_sampling.exact_fit, family="regression", elementwise=True,
       formula=r"\ell = \log\cosh(\hat y - y)",
       sampler=_residual_sampler(residuals_edge=_STANDARD_EDGE))
 def log_cosh(predictions, targets):
@@ -154,7 +154,7 @@ def log_cosh(predictions, targets):
     return Terms(value, grad=lambda: jnp.tanh(r), hess=lambda: 1 / jnp.cosh(r) ** 2)
 
 
-@loss(family="regression", elementwise=True,
+@loss(nonnegative=True, perfect=_sampling.exact_fit, family="regression", elementwise=True,
       formula=r"\ell = \max(\tau (y - \hat y),\ (\tau - 1)(y - \hat y))",
       sampler=_residual_sampler(residuals_edge=_STANDARD_EDGE, hyper={"tau": 0.3}),
       kinks=[Kink("predictions == targets", "1/2 - tau (midpoint of -tau and 1 - tau)",
@@ -187,7 +187,8 @@ def _poisson_sample(key, dtype, kind):
     return Sample((log_rates, counts), {"full": True})
 
 
-@loss(family="regression", elementwise=True,
+@loss(constraints=[_domain.nonnegative("targets"), _domain.nonnegative("predictions", when=lambda a: not a["log_input"])],
+      family="regression", elementwise=True,
       formula=r"\ell = e^{\hat y} - y\hat y\ \text{(log input)};\quad \hat y - y\log(\hat y + \epsilon)\ \text{(rate input)}",
       sampler=_poisson_sample)
 def poisson_nll(predictions, targets, *, log_input=True, full=False, eps=1e-8):
@@ -240,7 +241,8 @@ def _gaussian_sample(key, dtype, kind):
     return Sample((predictions, targets, var), {"full": True})
 
 
-@loss(family="regression", elementwise=True,
+@loss(constraints=[_domain.nonnegative("var")],
+      family="regression", elementwise=True,
       formula=r"\ell = \tfrac12\left(\log\max(\sigma^2,\epsilon) + \frac{(\hat y - y)^2}{\max(\sigma^2,\epsilon)}\right) [+\tfrac12\log 2\pi]",
       sampler=_gaussian_sample)
 def gaussian_nll(predictions, targets, var, *, full=False, eps=1e-6):

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lossjax import _checks, _sampling
+from lossjax import _checks, _domain, _sampling
 from lossjax._loss import Kink, Sample, Terms, loss
 
 _SMALL_T = 1e-3
@@ -76,7 +76,8 @@ def _robust_sample(key, dtype, kind):
     return Sample((predictions, targets), {"alpha": alpha, "scale": jnp.asarray(0.5, dtype)})
 
 
-@loss(family="robust", elementwise=True, grad_wrt=("alpha", "scale"),
+@loss(constraints=[_domain.positive("scale")],
+      nonnegative=True, perfect=_sampling.exact_fit, family="robust", elementwise=True, grad_wrt=("alpha", "scale"),
       formula=r"\ell = \frac{|\alpha-2|}{\alpha}\left(\left(\frac{(x/c)^2}{|\alpha-2|}+1\right)^{\alpha/2}-1\right),\ x = \hat y - y",
       sampler=_robust_sample, batch_args=("predictions", "targets", "alpha"),
       kinks=[Kink("alpha == 2 and predictions != targets (a singularity in alpha)",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from lossjax import _checks, _sampling
+from lossjax import _checks, _domain, _sampling
 from lossjax._loss import Sample, Terms, loss
 
 ACTIVATIONS = (None, "sigmoid", "softmax")
@@ -130,7 +130,22 @@ def _segmentation_sample(key, dtype, kind):
 _MILLETARI = "Milletari, Navab, Ahmadi, V-Net, 3DV 2016 (soft Dice)."
 
 
-@loss(family="segmentation", elementwise=False, has_hess_diag=False,
+def _matching_masks(s):
+    """Predictions equal to the (one-hot) targets: saturated logits under softmax."""
+    p, t = s.args
+    if s.kwargs.get("activation") == "softmax":
+        return Sample((_sampling.saturated_one_hot(t, p.shape[-1], p.dtype), t), s.kwargs)
+    return _sampling.exact_fit(s)
+
+
+_SEGMENTATION_DOMAIN = [
+    _domain.unit_interval("predictions", when=lambda a: a["activation"] is None),
+    _domain.class_index("targets", "predictions", axis=None, ignore=None),
+    _domain.unit_interval("targets")]
+
+
+@loss(constraints=_SEGMENTATION_DOMAIN,
+      nonnegative=True, perfect=_matching_masks, family="segmentation", elementwise=False, has_hess_diag=False,
       formula=r"\ell = 1 - \frac{2\sum p t + s}{\sum p + \sum t + s}",
       sampler=_segmentation_sample, references=[_MILLETARI])
 def dice(predictions, targets, *, activation=None, class_axis=None, smooth=1.0):
@@ -146,7 +161,8 @@ def dice(predictions, targets, *, activation=None, class_axis=None, smooth=1.0):
     return _overlap_terms("dice", predictions, targets, activation, class_axis, smooth, index)
 
 
-@loss(family="segmentation", elementwise=False, has_hess_diag=False,
+@loss(constraints=_SEGMENTATION_DOMAIN,
+      nonnegative=True, perfect=_matching_masks, family="segmentation", elementwise=False, has_hess_diag=False,
       formula=r"\ell = 1 - \frac{\sum p t + s}{\sum p t + \alpha\sum p(1-t) + \beta\sum(1-p)t + s}",
       sampler=_segmentation_sample,
       references=["Salehi, Erdogmus, Gholipour, Tversky loss function for image segmentation, "
@@ -169,7 +185,8 @@ def tversky(predictions, targets, *, alpha=0.5, beta=0.5, activation=None, class
                           index)
 
 
-@loss(family="segmentation", elementwise=False, has_hess_diag=False,
+@loss(constraints=_SEGMENTATION_DOMAIN,
+      nonnegative=True, perfect=_matching_masks, family="segmentation", elementwise=False, has_hess_diag=False,
       formula=r"\ell = 1 - \frac{\sum p t + s}{\sum p + \sum t - \sum p t + s}",
       sampler=_segmentation_sample,
       references=["Rahman & Wang, Optimizing Intersection-over-Union in Deep Neural Networks "

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lossjax import _checks, _sampling
+from lossjax import _checks, _domain, _sampling
 from lossjax._loss import Kink, Sample, Terms, loss
 from lossjax.losses.classification import _index_labels, _take
 
@@ -34,7 +34,13 @@ def _tied_maximum(logits, labels, **_):
     return (logits == top) & ties
 
 
-@loss(family="sequence", elementwise=False, has_hess_diag=True,
+def _one_hot_tokens(s):
+    z, labels = s.args
+    return Sample((_sampling.saturated_one_hot(labels, z.shape[-1], z.dtype), labels), s.kwargs)
+
+
+@loss(constraints=[_domain.class_index(axis=None)],
+      nonnegative=True, perfect=_one_hot_tokens, family="sequence", elementwise=False, has_hess_diag=True,
       formula=r"\ell_i = [\arg\max_k z_{ik} \ne y_i]",
       sampler=_token_sample,
       kinks=[Kink("a tie between the largest logits (the metric jumps there: a discontinuity)",
@@ -58,7 +64,8 @@ def hamming(logits, labels, *, ignore_index=-100):
                  class_axis=ax, mask=valid)
 
 
-@loss(family="sequence", elementwise=False, has_hess_diag=True,
+@loss(constraints=[_domain.class_index(axis=None)],
+      nonnegative=True, perfect=_one_hot_tokens, family="sequence", elementwise=False, has_hess_diag=True,
       formula=r"\ell_i = 1 - \operatorname{softmax}(z_i)_{y_i}",
       sampler=_token_sample)
 def soft_hamming(logits, labels, *, ignore_index=-100):
@@ -105,7 +112,8 @@ def _ctc_sample(key, dtype, kind):
     return Sample((logits, labels), {})
 
 
-@loss(family="sequence", elementwise=False, has_hess_diag=False,
+@loss(constraints=[_domain.class_index(axis=None, ignore=None), _domain.flags("logit_paddings"), _domain.flags("label_paddings")],
+      nonnegative=True, family="sequence", elementwise=False, has_hess_diag=False,
       formula=r"\ell_b = -\log \sum_{\pi \in \mathcal{B}^{-1}(y_b)} \prod_t \operatorname{softmax}(z_{bt})_{\pi_t}",
       sampler=_ctc_sample,
       batch_args=("logits", "labels", "logit_paddings", "label_paddings"),

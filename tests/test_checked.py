@@ -1,0 +1,130 @@
+"""Checked mode (lj.checked, built on checkify): values that trace-time checks cannot see raise
+inside jit with the argument, the index of the first bad entry and what was expected; valid
+input gives the unchecked value; unchecked losses carry no checks."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.experimental import checkify
+
+import lossjax as lj
+
+Z = jnp.zeros((4, 3))
+
+
+def _raises(fn, *args, match, **kwargs):
+    with pytest.raises(Exception, match=match) as info:
+        fn(*args, **kwargs)
+    assert "JaxRuntimeError" in type(info.value).__name__
+    return str(info.value)
+
+
+# (loss, args, kwargs, expected message): one bad value each, at a known index
+BAD = [
+    ("cross_entropy", (Z, jnp.asarray([0, 1, 7, -100])), {},
+     r"cross_entropy: `labels`\[2\] = 7 must be a class index in \[0, 3\) or `ignore_index` "
+     r"\(1 of 4 entries\)"),
+    ("cross_entropy", (Z, jnp.asarray([-3, 1, 2, 0])), {}, r"`labels`\[0\] = -3"),
+    ("nll", (Z, jnp.asarray([0, 3, 1, 1])), {}, r"nll: `labels`\[1\] = 3 must be a class index"),
+    ("nll", (Z.at[1, 2].set(0.5), jnp.asarray([0, 1, 1, 1])), {},
+     r"`log_probs`\[1, 2\] = 0.5 must be <= 0 \(a log-probability\)"),
+    ("softmax_focal_loss", (Z, jnp.asarray([0, 1, 1, 9])), {}, r"`labels`\[3\] = 9"),
+    ("binary_cross_entropy", (jnp.asarray([[0.2, 0.1], [1.5, 0.3]]), jnp.ones((2, 2))), {},
+     r"`probabilities`\[1, 0\] = 1.5 must be in \[0, 1\] \(1 of 4 entries\)"),
+    ("binary_cross_entropy", (jnp.full(3, 0.5), jnp.asarray([0.0, -0.25, 1.0])), {},
+     r"`targets`\[1\] = -0.25 must be in \[0, 1\]"),
+    ("binary_cross_entropy_with_logits", (jnp.zeros(3), jnp.asarray([0.0, 1.0, 2.0])), {},
+     r"`targets`\[2\] = 2.0 must be in \[0, 1\]"),
+    ("gaussian_nll", (jnp.ones(3), jnp.ones(3), jnp.asarray([1.0, -1.0, -2.0])), {},
+     r"gaussian_nll: `var`\[1\] = -1.0 must be >= 0 \(2 of 3 entries\)"),
+    ("poisson_nll", (jnp.ones(3), jnp.asarray([1.0, 2.0, -1.0])), {}, r"`targets`\[2\] = -1.0"),
+    ("poisson_nll", (jnp.asarray([1.0, -0.5, 1.0]), jnp.ones(3)), {"log_input": False},
+     r"`predictions`\[1\] = -0.5 must be >= 0"),
+    ("hinge", (jnp.zeros(3), jnp.asarray([1.0, 0.0, -1.0])), {},
+     r"hinge: `labels`\[1\] = 0.0 must be -1 or \+1"),
+    ("kl_divergence", (jnp.log(jnp.full((2, 2), 0.5)), jnp.asarray([[0.5, 0.5], [1.5, -0.5]])),
+     {}, r"`targets`\[1, 0\] = 1.5 must be in \[0, 1\] \(2 of 4 entries\)"),
+    ("center_loss", (jnp.zeros((3, 2)), jnp.asarray([0, 5, -1]), jnp.zeros((2, 2))), {},
+     r"`labels`\[1\] = 5 must be a class index in \[0, 2\) \(negative: ignored\)"),
+    ("dice", (jnp.zeros((2, 4, 3)), jnp.asarray([[0, 1, 2, 3], [0, 0, 0, 0]])),
+     {"activation": "softmax", "class_axis": -1}, r"dice: `targets`\[0, 3\] = 3"),
+    ("hamming", (jnp.zeros((2, 3, 4)), jnp.asarray([[0, 1, 2], [3, 4, -100]])), {},
+     r"`labels`\[1, 1\] = 4 must be a class index in \[0, 4\)"),
+    ("linear_cross_entropy", (jnp.ones((3, 2)), jnp.ones((2, 5)), jnp.asarray([0, 5, 1])), {},
+     r"`labels`\[1\] = 5 must be a class index in \[0, 5\)"),
+    ("adaptive_robust", (jnp.ones(2), jnp.zeros(2)), {"scale": jnp.asarray([1.0, 0.0])},
+     r"`scale`\[1\] = 0.0 must be > 0"),
+    ("mse", (jnp.asarray([1.0, jnp.nan, 2.0]), jnp.ones(3)), {},
+     r"mse: `predictions`\[1\] = nan must be a number, not NaN"),
+    ("mse", (jnp.ones(3), jnp.ones(3)), {"weights": jnp.asarray([1.0, 2.0, -1.0])},
+     r"mse: `weights`\[2\] = -1.0 must be >= 0"),
+]
+
+
+@pytest.mark.parametrize("name, args, kwargs, message", BAD,
+                         ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD)])
+def test_bad_values_raise_with_the_index_eagerly_and_under_jit(name, args, kwargs, message):
+    safe = lj.checked(name)
+    arrays = {k: v for k, v in kwargs.items() if hasattr(v, "shape")}
+    static = {k: v for k, v in kwargs.items() if k not in arrays}
+    if not arrays:              # concrete hyperparameters are range-checked at trace time
+        _raises(safe, *args, match=message, **kwargs)
+    _raises(jax.jit(lambda a, kw: safe(*a, **kw, **static)), args, arrays, match=message)
+
+
+def test_gradients_and_vmap_are_checked_too():
+    safe = lj.checked(lj.cross_entropy)
+    labels = jnp.asarray([0, 1, 7, 2])
+    message = r"`labels`\[2\] = 7"
+    _raises(jax.jit(jax.grad(safe)), Z, labels, match=message)
+    _raises(safe.grad, Z, labels, match=message)
+    var = jnp.asarray([[1.0, 1.0], [1.0, -1.0]])
+    _raises(jax.vmap(lj.checked(lj.gaussian_nll)), jnp.ones((2, 2)), jnp.ones((2, 2)), var,
+            match=r"`var`\[1\] = -1.0 must be >= 0")
+
+
+def test_valid_input_gives_the_unchecked_numbers():
+    key = jax.random.PRNGKey(0)
+    for loss in (lj.cross_entropy, lj.binary_cross_entropy, lj.gaussian_nll, lj.ctc, lj.dice,
+                 lj.center_loss, lj.kl_divergence):
+        for kind in ("generic", "edge"):
+            s = loss.sample(key, jnp.float32, kind)
+            safe = lj.checked(loss)
+            np.testing.assert_array_equal(safe(*s.args, **s.kwargs), loss(*s.args, **s.kwargs))
+            if loss.has_grad:
+                np.testing.assert_array_equal(safe.grad(*s.args, **s.kwargs),
+                                              loss.grad(*s.args, **s.kwargs))
+    # ignored and masked entries are valid: ignore_index, probability targets, all-masked
+    ce = lj.checked(lj.cross_entropy)
+    assert float(jax.jit(ce)(Z, jnp.asarray([-100, -100, 0, 2]))) == pytest.approx(np.log(3))
+    soft = jnp.full((4, 3), 1 / 3)
+    assert float(ce(Z, soft)) == pytest.approx(np.log(3))
+
+
+def test_check_inputs_composes_with_a_users_checkify():
+    def step(z, labels):
+        lj.check_inputs(lj.cross_entropy, z, labels)
+        return lj.cross_entropy(z, labels)
+    err, value = jax.jit(checkify.checkify(step))(Z, jnp.asarray([0, 1, 2, 3]))
+    assert "`labels`[3] = 3" in err.get()
+    err, value = jax.jit(checkify.checkify(step))(Z, jnp.asarray([0, 1, 2, 2]))
+    assert err.get() is None and float(value) == pytest.approx(np.log(3))
+
+
+def test_unchecked_losses_carry_no_checks():
+    """Zero cost when not used: the plain loss's program has no check or callback in it."""
+    for loss, args in ((lj.cross_entropy, (Z, jnp.asarray([0, 1, 2, 7]))),
+                       (lj.gaussian_nll, (jnp.ones(3), jnp.ones(3), -jnp.ones(3)))):
+        text = str(jax.make_jaxpr(jax.value_and_grad(loss))(*args))
+        assert "check" not in text and "callback" not in text
+    checked_text = str(jax.make_jaxpr(lj.checked(lj.gaussian_nll))(
+        jnp.ones(3), jnp.ones(3), jnp.ones(3)))
+    assert "callback" in checked_text
+
+
+def test_checked_needs_a_loss():
+    with pytest.raises(TypeError, match="expected a lossjax Loss or its name"):
+        lj.checked(jnp.sum)
+    with pytest.raises(KeyError, match="no loss named 'crossentropy'"):
+        lj.checked("crossentropy")
+    assert lj.checked("mse").name == "mse" and "checked mse" in repr(lj.checked(lj.mse))
