@@ -24,10 +24,12 @@ Unchecked losses are untouched: checked mode costs nothing unless it is used.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.experimental import checkify
 
 __all__ = ["Checked", "check_inputs", "checked"]
@@ -78,26 +80,43 @@ def check_inputs(loss, *args, weights=None, where=None, reduction="mean", **kwar
                    expected(bound) if callable(expected) else expected)
 
 
-def _run(loss, fn, args, kwargs):
-    """``fn(*args, **kwargs)`` with ``loss``'s checks, raising on the first failure."""
-    leaves, tree = jax.tree_util.tree_flatten((args, kwargs))
-    dynamic = [i for i, x in enumerate(leaves) if isinstance(x, (jax.Array, jax.core.Tracer))
-               or hasattr(x, "__array__") and not isinstance(x, (str, bytes))]
+def _checked_fn(loss, method, tree, static, dynamic):
+    """``checkify.checkify`` of the loss's ``method`` on the dynamic leaves of ``tree``."""
+    fn = loss if method == "__call__" else getattr(loss, method)
 
     def body(*arrays):
-        filled = list(leaves)
-        for i, x in zip(dynamic, arrays):
-            filled[i] = x
-        a, kw = jax.tree_util.tree_unflatten(tree, filled)
+        leaves = dict(static)
+        leaves.update(zip(dynamic, arrays))
+        a, kw = jax.tree_util.tree_unflatten(tree, [leaves[i] for i in range(tree.num_leaves)])
         check_inputs(loss, *a, **kw)
         return fn(*a, **kw)
+    return checkify.checkify(body)
 
+
+@functools.lru_cache(maxsize=256)
+def _compiled(loss, method, tree, static, dynamic):
+    return jax.jit(_checked_fn(loss, method, tree, static, dynamic))
+
+
+def _run(loss, method, args, kwargs):
+    """``loss.<method>(*args, **kwargs)`` with ``loss``'s checks, raising on the first failure:
+    at once for concrete arrays (compiled once per signature), from a host callback when the
+    caller's program runs under a transformation."""
+    leaves, tree = jax.tree_util.tree_flatten((args, kwargs))
+    dynamic = tuple(i for i, x in enumerate(leaves)
+                    if isinstance(x, (jax.Array, np.ndarray, np.generic)))
+    static = tuple((i, x) for i, x in enumerate(leaves) if i not in dynamic)
     arrays = [leaves[i] for i in dynamic]
-    error, out = checkify.checkify(body)(*arrays)
     if any(isinstance(x, jax.core.Tracer) for x in arrays):
+        error, out = _checked_fn(loss, method, tree, static, dynamic)(*arrays)
         jax.debug.callback(lambda e: e.throw(), error)
-    else:
-        error.throw()
+        return out
+    try:
+        fn = _compiled(loss, method, tree, static, dynamic)
+    except TypeError:                    # an unhashable static argument: not cached
+        fn = _checked_fn(loss, method, tree, static, dynamic)
+    error, out = fn(*arrays)
+    error.throw()
     return out
 
 
@@ -116,13 +135,13 @@ class Checked:
         return f"<lossjax.checked {self.loss.name}>"
 
     def __call__(self, *args, **kwargs):
-        return _run(self.loss, self.loss, args, kwargs)
+        return _run(self.loss, "__call__", args, kwargs)
 
     def grad(self, *args, **kwargs):
-        return _run(self.loss, self.loss.grad, args, kwargs)
+        return _run(self.loss, "grad", args, kwargs)
 
     def hess_diag(self, *args, **kwargs):
-        return _run(self.loss, self.loss.hess_diag, args, kwargs)
+        return _run(self.loss, "hess_diag", args, kwargs)
 
 
 def checked(loss) -> Checked:

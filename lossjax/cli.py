@@ -19,6 +19,13 @@ class UsageError(Exception):
     """A mistake on the command line: reported in one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's own mistakes (unknown options, bad choices) in one line too."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _catalog(args) -> int:
     import lossjax as lj
     if args.markdown:
@@ -99,7 +106,11 @@ def _resolve(spec: str, option: str):
     try:
         obj = importlib.import_module(module)
     except ImportError as e:
-        raise UsageError(f"{option} {spec!r}: cannot import {module!r} ({e}).") from None
+        raise UsageError(f"{option} {spec!r}: cannot import {module!r} ({_first_line(e)}).") \
+            from None
+    except Exception as e:           # the module itself fails: a syntax error, an exception
+        raise UsageError(f"{option} {spec!r}: importing {module!r} failed with "
+                         f"{type(e).__name__}: {_first_line(e)}.") from None
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise UsageError(f"{option} {spec!r}: {module!r} has no attribute {attr!r}.")
@@ -109,9 +120,18 @@ def _resolve(spec: str, option: str):
     return obj
 
 
+def _first_line(error) -> str:
+    """The first non-empty line of an exception's message (JAX's run to many lines)."""
+    return next((line.strip() for line in str(error).splitlines() if line.strip()),
+                type(error).__name__)
+
+
 def _shape(text: str):
     try:
-        return tuple(int(d) for d in text.replace("x", ",").split(",") if d.strip())
+        shape = tuple(int(d) for d in text.replace("x", ",").split(",") if d.strip())
+        if any(d < 0 for d in shape):
+            raise ValueError
+        return shape
     except ValueError:
         raise UsageError(f"--shape {text!r}: expected comma-separated sizes such as 8 or 4,3.") \
             from None
@@ -138,8 +158,9 @@ def _audit_target(args) -> int:
         try:
             report = audit.check(fn, *arrays, grad=grad, hess=hess, argnums=args.argnums,
                                  name=args.target)
-        except (TypeError, ValueError) as e:
-            raise UsageError(f"auditing {args.target} on shapes {args.shape}: {e}") from None
+        except Exception as e:       # shapes that do not fit the function, or it raises
+            raise UsageError(f"auditing {args.target} on shapes {args.shape} failed with "
+                             f"{type(e).__name__}: {_first_line(e)}") from None
     print(report.to_markdown())
     if args.markdown:
         _write(args.markdown, report.to_markdown())
@@ -181,7 +202,7 @@ def _lab(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="lossjax", description=__doc__,
+    parser = _Parser(prog="lossjax", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("catalog", help="list the catalogue")

@@ -36,6 +36,7 @@ def _user_module(monkeypatch):
     mod.f = lambda x: jnp.sum(jnp.sin(x) * x)
     mod.good = lambda x: jnp.cos(x) * x + jnp.sin(x)
     mod.bad = lambda x: jnp.cos(x) * x - jnp.sin(x)
+    mod.matmul = lambda x, y: jnp.sum(x @ y)
     monkeypatch.setitem(sys.modules, "user_objective", mod)
 
 
@@ -51,7 +52,7 @@ def test_audit_target_with_grad(monkeypatch, capsys, tmp_path):
     assert report["blame"] == "hand-derived" and not report["ok"]
 
 
-def test_bad_command_lines_give_one_line_and_exit_2(monkeypatch, capsys):
+def test_bad_command_lines_give_one_line_and_exit_2(monkeypatch, capsys, tmp_path):
     _user_module(monkeypatch)
     cases = [
         (["audit", "hubber"], "no loss named 'hubber'"),
@@ -60,8 +61,29 @@ def test_bad_command_lines_give_one_line_and_exit_2(monkeypatch, capsys):
         (["audit", "--target", "user_objective:nope", "--shape", "3"], "has no attribute"),
         (["audit", "--target", "user_objective:f"], "needs one --shape"),
         (["audit", "--target", "user_objective:f", "--shape", "a,b"], "expected comma-separated"),
+        (["audit", "--target", "user_objective:f", "--shape", "-3"], "expected comma-separated"),
+        (["audit", "--target", "user_objective:matmul", "--shape", "3", "--shape", "4"],
+         "auditing user_objective:matmul on shapes ['3', '4'] failed with TypeError"),
+        (["audit", "--target", "broken_user_module:f", "--shape", "3"],
+         "importing 'broken_user_module' failed with RuntimeError: cannot start here"),
+        (["audit", "--target", "user_objective:f", "hinge", "--shape", "3"],
+         "give either loss names or --target"),
+        (["lab", "gann", "--out", str(tmp_path / "lab")], "unknown experiment 'gann'"),
     ]
+    broken = tmp_path / "broken_user_module.py"
+    broken.write_text("raise RuntimeError('cannot start here\\nsecond line')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
     for argv, message in cases:
         assert cli.main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_argparse_mistakes_are_one_line_too(capsys):
+    import pytest
+    for argv in (["audit", "--dtype", "float8"], ["lab", "--sed", "3"], ["nonsense"]):
+        with pytest.raises(SystemExit) as info:
+            cli.main(argv)
+        assert info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("lossjax") and "error:" in err and "\n" not in err, err

@@ -112,3 +112,70 @@ def test_cli_lab_bad_input_is_one_line(argv, message, tmp_path, capsys):
 
 def test_config_key_ignores_the_output_folder():
     assert Config(out="a").key() == Config(out="b").key() == {"full": False, "seed": 0}
+
+
+def _check_consistent(out, names):
+    """What an interrupted run may leave: complete results, or none; never a half one."""
+    from lossjax.experiments import load
+    done = []
+    for name in names:
+        record = load(out, name)                # raises LabError on anything half-written
+        if record is not None:
+            assert (out / name / "curve.png").read_bytes()[:4] == b"\x89PNG"
+            assert (out / name / "steps.txt").read_text() == "".join(f"{i}\n" for i in range(8))
+            done.append(name)
+    report = out / "REPORT.md"
+    if report.exists():
+        assert report.read_text().startswith("# lossjax lab report")
+    return done
+
+
+def test_killed_at_any_point_a_rerun_completes_with_nothing_lost(tmp_path):
+    """SIGKILL (and once SIGINT) at increasing delays into real `lossjax lab` processes; after
+    each, the folder holds only complete results; a final run completes the rest, reuses what
+    was done, and leaves no partial folders."""
+    import os
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+    names = ("slow_a", "slow_b", "slow_c")
+    driver = [sys.executable, str(Path(__file__).with_name("_lab_driver.py")), str(tmp_path)]
+    env = dict(os.environ, LOSSJAX_CACHE="")
+    progress = []
+    for i, delay in enumerate((0.3, 1.0, 2.0, 0.5, 1.5, 2.5, 3.5)):
+        # from the fourth run on, --force re-runs finished experiments: the kills then land
+        # while a new result replaces an old one
+        proc = subprocess.Popen(driver + (["--force"] if i >= 3 else []), env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        start = None
+        while proc.poll() is None:           # the clock starts when the first experiment does
+            if start is None and any(tmp_path.glob(f".slow_*.partial-{proc.pid}")):
+                start = time.monotonic()
+            if start is not None and time.monotonic() - start >= delay:
+                proc.send_signal(signal.SIGINT if i == 2 else signal.SIGKILL)
+                break
+            time.sleep(0.01)
+        proc.wait(timeout=120)
+        progress.append(len(_check_consistent(tmp_path, names)))
+    assert progress[0] < 3, progress          # the first kill did interrupt the run
+    done = subprocess.run(driver, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _check_consistent(tmp_path, names) == list(names)
+    assert done.stdout.count("(reused)") == progress[-1]        # finished work is kept
+    report = (tmp_path / "REPORT.md").read_text()
+    assert all(f"Fake {n}" in report for n in names)
+    assert not list(tmp_path.glob(".*"))     # no partial, old or temporary files
+
+
+def test_a_kill_between_the_two_renames_keeps_the_previous_result(fake, tmp_path):
+    """The one non-atomic step (the previous result moved aside, the new one not yet in
+    place) is repaired by the next run: the previous result comes back."""
+    run_lab(["fake"], out=tmp_path, **_quiet())
+    before = (tmp_path / "fake" / "result.json").read_text()
+    (tmp_path / "fake").rename(tmp_path / ".fake.old-4242")
+    (tmp_path / ".fake.partial-4242").mkdir()
+    records, _ = run_lab(["fake"], out=tmp_path, **_quiet())
+    assert len(fake) == 1                                         # restored, so reused
+    assert (tmp_path / "fake" / "result.json").read_text() == before
+    assert not list(tmp_path.glob(".*"))

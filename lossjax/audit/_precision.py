@@ -42,8 +42,9 @@ BOUNDS = {
 # float64 gradients are compared with float64 autodiff, whose own error can dominate: for
 # softmax_focal_loss at saturated logits autodiff forms log p_y (q - p) from two nearly equal
 # softmaxes (the hand-derived gradient forms q - p from logs; its float32 error vs float64 is
-# 0.2 eps)
-FLOAT64_GRAD_BOUNDS = {"softmax_focal_loss": 1024.0}
+# 0.2 eps); for adaptive_robust the two float64 routes differ by up to 83 eps where alpha is
+# close to its special values (the general formula's |alpha - 2| / alpha factors cancel there)
+FLOAT64_GRAD_BOUNDS = {"softmax_focal_loss": 1024.0, "adaptive_robust": 256.0}
 
 
 def bound(name: str, dtype: str):

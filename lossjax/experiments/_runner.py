@@ -80,7 +80,13 @@ def _clean_leftovers(out: Path):
     for p in out.glob(".*.partial-*"):
         shutil.rmtree(p, ignore_errors=True)
     for p in out.glob(".*.old-*"):
-        shutil.rmtree(p, ignore_errors=True)
+        # a run killed between moving the previous result aside and moving the new one in:
+        # the previous result is still the valid one
+        final = out / p.name[1:].rsplit(".old-", 1)[0]
+        if final.exists():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            os.rename(p, final)
     for p in out.glob(".*.tmp-*"):
         p.unlink(missing_ok=True)
 
