@@ -30,7 +30,8 @@ def sample(loss, kind="generic", dtype=jnp.float64, seed=0):
 def pytest_terminal_summary(terminalreporter):
     """How many fuzzing examples ran (tests/test_fuzz.py records them per test)."""
     examples, tests = 0, 0
-    for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", []):
+    stats = terminalreporter.stats
+    for report in stats.get("passed", []) + stats.get("failed", []):
         if report.when == "call":
             for key, value in report.user_properties:
                 if key == "fuzz_examples":

@@ -118,7 +118,8 @@ def check_draw(name, kind, seed):
 
     count = float(out["count"])
     _close(out["sum"], elements.sum(), scale * elements.size, f"{where}: sum vs elements")
-    _close(out["sum"], float(out["mean"]) * count, scale * elements.size, f"{where}: sum = mean x count")
+    _close(out["sum"], float(out["mean"]) * count, scale * elements.size,
+           f"{where}: sum = mean x count")
     if count == 0:
         assert float(out["mean"]) == 0.0
     _close(out["ones"], out["mean"], scale, f"{where}: weights of ones")

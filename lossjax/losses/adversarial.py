@@ -80,7 +80,8 @@ def _beyond_hinges(s):
     return Sample((jnp.ones_like(real), -jnp.ones_like(real)), s.kwargs)
 
 
-@loss(nonnegative=True, perfect=_confident_discriminator, family="adversarial", elementwise=True, grad_wrt=("fake_logits",),
+@loss(nonnegative=True, perfect=_confident_discriminator, family="adversarial", elementwise=True,
+      grad_wrt=("fake_logits",),
       formula=r"\ell = -\log\sigma(D_{real}) - \log(1 - \sigma(D_{fake}))",
       sampler=_pair_sampler, references=[_GOODFELLOW])
 def minimax_discriminator(real_logits, fake_logits):
@@ -123,7 +124,8 @@ def nonsaturating_generator(fake_logits):
     return Terms(jax.nn.softplus(-f), grad=lambda: -s_bar, hess=lambda: s * s_bar)
 
 
-@loss(nonnegative=True, perfect=_least_squares_targets, family="adversarial", elementwise=True, grad_wrt=("fake_logits",),
+@loss(nonnegative=True, perfect=_least_squares_targets, family="adversarial", elementwise=True,
+      grad_wrt=("fake_logits",),
       formula=r"\ell = \tfrac12 (D_{real} - 1)^2 + \tfrac12 D_{fake}^2",
       sampler=_pair_sampler,
       references=["Mao et al., Least Squares Generative Adversarial Networks, ICCV 2017."])
@@ -150,7 +152,8 @@ def lsgan_generator(fake_logits):
     return Terms(0.5 * (f - 1) ** 2, grad=lambda: f - 1, hess=lambda: jnp.ones_like(f))
 
 
-@loss(nonnegative=True, perfect=_beyond_hinges, family="adversarial", elementwise=True, grad_wrt=("fake_logits",),
+@loss(nonnegative=True, perfect=_beyond_hinges, family="adversarial", elementwise=True,
+      grad_wrt=("fake_logits",),
       formula=r"\ell = \max(0, 1 - D_{real}) + \max(0, 1 + D_{fake})",
       sampler=_pair_sampler,
       kinks=[Kink("real_logits == 1", "-1/2 (midpoint of -1 and 0)", lambda r, f: r == 1),

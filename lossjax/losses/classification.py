@@ -372,7 +372,8 @@ def squared_hinge(scores, labels):
 # -- multi-class ----------------------------------------------------------------------------
 
 @loss(constraints=[_domain.class_index(), _domain.unit_interval("labels")],
-      nonnegative=True, perfect=_one_hot_logits, family="classification", elementwise=False, has_hess_diag=True,
+      nonnegative=True, perfect=_one_hot_logits,
+      family="classification", elementwise=False, has_hess_diag=True,
       formula=r"\ell_n = -\sum_k w_k\, t'_{nk} \log\operatorname{softmax}(z_n)_k,\ t' = (1-\varepsilon)t + \varepsilon/C",
       sampler=_logits_sampler(
           labels="index",
@@ -456,8 +457,10 @@ def _nll_sample(key, dtype, kind):
     return Sample((log_probs, args[1]), kwargs)
 
 
-@loss(constraints=[_domain.class_index(scores="log_probs"), _domain.nonpositive("log_probs", "a log-probability")],
-      nonnegative=True, perfect=_one_hot_log_probs, family="classification", elementwise=False, has_hess_diag=True,
+@loss(constraints=[_domain.class_index(scores="log_probs"),
+          _domain.nonpositive("log_probs", "a log-probability")],
+      nonnegative=True, perfect=_one_hot_log_probs,
+      family="classification", elementwise=False, has_hess_diag=True,
       formula=r"\ell_n = -w_{y_n} \log p_{n, y_n}",
       sampler=_nll_sample)
 def nll(log_probs, labels, *, axis=-1, weight=None, ignore_index=-100):
@@ -492,8 +495,11 @@ def _kl_sample(key, dtype, kind):
     return Sample((log_predictions, args[1]), {})
 
 
-@loss(constraints=[_domain.nonpositive("log_predictions", "a log-probability"), _domain.unit_interval("targets", when=lambda a: not a["log_target"]), _domain.nonpositive("targets", "a log-probability", when=lambda a: a["log_target"])],
-      nonnegative=True, perfect=_log_of_targets, family="classification", elementwise=False, has_hess_diag=True,
+@loss(constraints=[_domain.nonpositive("log_predictions", "a log-probability"),
+          _domain.unit_interval("targets", when=lambda a: not a["log_target"]),
+          _domain.nonpositive("targets", "a log-probability", when=lambda a: a["log_target"])],
+      nonnegative=True, perfect=_log_of_targets,
+      family="classification", elementwise=False, has_hess_diag=True,
       formula=r"\ell_n = \sum_k t_{nk}(\log t_{nk} - \log q_{nk})",
       sampler=_kl_sample)
 def kl_divergence(log_predictions, targets, *, axis=-1, log_target=False):
@@ -531,7 +537,8 @@ def kl_divergence(log_predictions, targets, *, axis=-1, log_target=False):
 
 
 @loss(constraints=[_domain.class_index()],
-      nonnegative=True, perfect=_one_hot_logits, family="classification", elementwise=False, has_hess_diag=False,
+      nonnegative=True, perfect=_one_hot_logits,
+      family="classification", elementwise=False, has_hess_diag=False,
       formula=r"\ell_n = -\alpha_{y_n} (1 - p_{n,y_n})^\gamma \log p_{n,y_n}",
       sampler=_logits_sampler(
           labels="index",

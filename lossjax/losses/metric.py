@@ -108,7 +108,8 @@ def _separated_classes(s):
     return Sample((jnp.zeros_like(e).at[:, 0].set(spacing * labels), labels), s.kwargs)
 
 
-@loss(nonnegative=True, perfect=_separated_triplets, family="metric", elementwise=False, has_hess_diag=False,
+@loss(nonnegative=True, perfect=_separated_triplets, family="metric", elementwise=False,
+      has_hess_diag=False,
       grad_wrt=("positive", "negative"),
       formula=r"\ell = \max(d(a, p) - d(a, n) + m,\ 0),\ d(x, y) = \lVert x - y + \epsilon\rVert_p",
       sampler=_triplet_sample,
@@ -181,7 +182,8 @@ def _pair_sample(key, dtype, kind):
 
 
 @loss(constraints=[_domain.unit_interval("same")],
-      nonnegative=True, perfect=_separated_pairs, family="metric", elementwise=False, has_hess_diag=False, grad_wrt=("x2",),
+      nonnegative=True, perfect=_separated_pairs,
+      family="metric", elementwise=False, has_hess_diag=False, grad_wrt=("x2",),
       formula=r"\ell = y\,\tfrac12\max(d - m_+, 0)^2 + (1 - y)\,\tfrac12\max(m_- - d, 0)^2",
       sampler=_pair_sample,
       kinks=[Kink("x1 == x2 in a dissimilar pair: no direction to push apart",
@@ -241,7 +243,8 @@ def _cosine(x1, x2):
 
 
 @loss(constraints=[_domain.signs("y")],
-      nonnegative=True, perfect=_aligned_pairs, family="metric", elementwise=False, has_hess_diag=False, grad_wrt=("x2",),
+      nonnegative=True, perfect=_aligned_pairs,
+      family="metric", elementwise=False, has_hess_diag=False, grad_wrt=("x2",),
       formula=r"\ell = 1 - \cos(x_1, x_2)\ (y = 1);\quad \max(0, \cos(x_1, x_2) - m)\ (y = -1)",
       sampler=_cosine_sample,
       kinks=[Kink("cos == margin for a dissimilar pair", "half the active gradient",
@@ -318,8 +321,11 @@ def _center_sample(key, dtype, kind):
     return Sample((features, jnp.asarray([0, 1, 0], jnp.int32), centers), {})
 
 
-@loss(constraints=[_domain.class_index(scores="centers", axis=None, ignore=None, classes_axis=0, negative_ignored=True)],
-      nonnegative=True, perfect=_on_centers, family="metric", elementwise=False, has_hess_diag=True,
+@loss(constraints=[
+          _domain.class_index(scores="centers", axis=None, ignore=None, classes_axis=0,
+                              negative_ignored=True)],
+      nonnegative=True, perfect=_on_centers,
+      family="metric", elementwise=False, has_hess_diag=True,
       formula=r"\ell_i = \tfrac12 \lVert x_i - c_{y_i}\rVert^2",
       sampler=_center_sample, batch_args=("features", "labels"),
       references=["Wen, Zhang, Li, Qiao, A Discriminative Feature Learning Approach for Deep "
@@ -459,7 +465,8 @@ def ntxent(z1, z2, *, temperature=0.5):
                  partial_vjps={"z2": lambda c: full_vjp(c)[n:]})
 
 
-@loss(nonnegative=True, family="metric", elementwise=False, has_hess_diag=False, grad_wrt=("keys",),
+@loss(nonnegative=True, family="metric", elementwise=False, has_hess_diag=False,
+      grad_wrt=("keys",),
       formula=r"\ell_i = -\log\frac{e^{\cos(q_i, k_i)/\tau}}{\sum_j e^{\cos(q_i, k_j)/\tau}}",
       sampler=_views_sample,
       references=["van den Oord, Li, Vinyals, Representation Learning with Contrastive "
@@ -503,7 +510,8 @@ def _mining_sample(key, dtype, kind):
 STRATEGIES = ("batch_hard", "semi_hard", "all")
 
 
-@loss(nonnegative=True, perfect=_separated_classes, family="metric", elementwise=False, has_hess_diag=False,
+@loss(nonnegative=True, perfect=_separated_classes, family="metric", elementwise=False,
+      has_hess_diag=False,
       formula=r"\ell = \max(d(a, p) - d(a, n) + m, 0)\ \text{over mined (a, p, n)}",
       sampler=_mining_sample,
       references=["Hermans, Beyer, Leibe, In Defense of the Triplet Loss for Person "

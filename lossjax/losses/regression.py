@@ -187,7 +187,8 @@ def _poisson_sample(key, dtype, kind):
     return Sample((log_rates, counts), {"full": True})
 
 
-@loss(constraints=[_domain.nonnegative("targets"), _domain.nonnegative("predictions", when=lambda a: not a["log_input"])],
+@loss(constraints=[_domain.nonnegative("targets"),
+          _domain.nonnegative("predictions", when=lambda a: not a["log_input"])],
       family="regression", elementwise=True,
       formula=r"\ell = e^{\hat y} - y\hat y\ \text{(log input)};\quad \hat y - y\log(\hat y + \epsilon)\ \text{(rate input)}",
       sampler=_poisson_sample)

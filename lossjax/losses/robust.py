@@ -77,7 +77,8 @@ def _robust_sample(key, dtype, kind):
 
 
 @loss(constraints=[_domain.positive("scale")],
-      nonnegative=True, perfect=_sampling.exact_fit, family="robust", elementwise=True, grad_wrt=("alpha", "scale"),
+      nonnegative=True, perfect=_sampling.exact_fit,
+      family="robust", elementwise=True, grad_wrt=("alpha", "scale"),
       formula=r"\ell = \frac{|\alpha-2|}{\alpha}\left(\left(\frac{(x/c)^2}{|\alpha-2|}+1\right)^{\alpha/2}-1\right),\ x = \hat y - y",
       sampler=_robust_sample, batch_args=("predictions", "targets", "alpha"),
       kinks=[Kink("alpha == 2 and predictions != targets (a singularity in alpha)",

@@ -145,7 +145,8 @@ _SEGMENTATION_DOMAIN = [
 
 
 @loss(constraints=_SEGMENTATION_DOMAIN,
-      nonnegative=True, perfect=_matching_masks, family="segmentation", elementwise=False, has_hess_diag=False,
+      nonnegative=True, perfect=_matching_masks,
+      family="segmentation", elementwise=False, has_hess_diag=False,
       formula=r"\ell = 1 - \frac{2\sum p t + s}{\sum p + \sum t + s}",
       sampler=_segmentation_sample, references=[_MILLETARI])
 def dice(predictions, targets, *, activation=None, class_axis=None, smooth=1.0):
@@ -162,7 +163,8 @@ def dice(predictions, targets, *, activation=None, class_axis=None, smooth=1.0):
 
 
 @loss(constraints=_SEGMENTATION_DOMAIN,
-      nonnegative=True, perfect=_matching_masks, family="segmentation", elementwise=False, has_hess_diag=False,
+      nonnegative=True, perfect=_matching_masks,
+      family="segmentation", elementwise=False, has_hess_diag=False,
       formula=r"\ell = 1 - \frac{\sum p t + s}{\sum p t + \alpha\sum p(1-t) + \beta\sum(1-p)t + s}",
       sampler=_segmentation_sample,
       references=["Salehi, Erdogmus, Gholipour, Tversky loss function for image segmentation, "
@@ -186,7 +188,8 @@ def tversky(predictions, targets, *, alpha=0.5, beta=0.5, activation=None, class
 
 
 @loss(constraints=_SEGMENTATION_DOMAIN,
-      nonnegative=True, perfect=_matching_masks, family="segmentation", elementwise=False, has_hess_diag=False,
+      nonnegative=True, perfect=_matching_masks,
+      family="segmentation", elementwise=False, has_hess_diag=False,
       formula=r"\ell = 1 - \frac{\sum p t + s}{\sum p + \sum t - \sum p t + s}",
       sampler=_segmentation_sample,
       references=["Rahman & Wang, Optimizing Intersection-over-Union in Deep Neural Networks "

@@ -40,7 +40,8 @@ def _one_hot_tokens(s):
 
 
 @loss(constraints=[_domain.class_index(axis=None)],
-      nonnegative=True, perfect=_one_hot_tokens, family="sequence", elementwise=False, has_hess_diag=True,
+      nonnegative=True, perfect=_one_hot_tokens,
+      family="sequence", elementwise=False, has_hess_diag=True,
       formula=r"\ell_i = [\arg\max_k z_{ik} \ne y_i]",
       sampler=_token_sample,
       kinks=[Kink("a tie between the largest logits (the metric jumps there: a discontinuity)",
@@ -65,7 +66,8 @@ def hamming(logits, labels, *, ignore_index=-100):
 
 
 @loss(constraints=[_domain.class_index(axis=None)],
-      nonnegative=True, perfect=_one_hot_tokens, family="sequence", elementwise=False, has_hess_diag=True,
+      nonnegative=True, perfect=_one_hot_tokens,
+      family="sequence", elementwise=False, has_hess_diag=True,
       formula=r"\ell_i = 1 - \operatorname{softmax}(z_i)_{y_i}",
       sampler=_token_sample)
 def soft_hamming(logits, labels, *, ignore_index=-100):
@@ -112,7 +114,8 @@ def _ctc_sample(key, dtype, kind):
     return Sample((logits, labels), {})
 
 
-@loss(constraints=[_domain.class_index(axis=None, ignore=None), _domain.flags("logit_paddings"), _domain.flags("label_paddings")],
+@loss(constraints=[_domain.class_index(axis=None, ignore=None), _domain.flags("logit_paddings"),
+          _domain.flags("label_paddings")],
       nonnegative=True, family="sequence", elementwise=False, has_hess_diag=False,
       formula=r"\ell_b = -\log \sum_{\pi \in \mathcal{B}^{-1}(y_b)} \prod_t \operatorname{softmax}(z_{bt})_{\pi_t}",
       sampler=_ctc_sample,
