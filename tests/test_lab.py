@@ -179,3 +179,16 @@ def test_a_kill_between_the_two_renames_keeps_the_previous_result(fake, tmp_path
     assert len(fake) == 1                                         # restored, so reused
     assert (tmp_path / "fake" / "result.json").read_text() == before
     assert not list(tmp_path.glob(".*"))
+
+
+def test_foreign_files_in_the_results_folder(fake, tmp_path):
+    """A report path that is a folder is a clear error; files that only look like our
+    leftovers are left alone."""
+    (tmp_path / "REPORT.md").mkdir()
+    with pytest.raises(LabError, match="REPORT.md exists and is not a file"):
+        run_lab(["fake"], out=tmp_path, **_quiet())
+    (tmp_path / "REPORT.md").rmdir()
+    (tmp_path / ".notes.old-1").write_text("mine")
+    run_lab(["fake"], out=tmp_path, **_quiet())
+    assert (tmp_path / ".notes.old-1").read_text() == "mine"
+    assert not (tmp_path / "notes").exists()

@@ -80,13 +80,15 @@ def _clean_leftovers(out: Path):
     for p in out.glob(".*.partial-*"):
         shutil.rmtree(p, ignore_errors=True)
     for p in out.glob(".*.old-*"):
+        if not p.is_dir():
+            continue                         # not ours: left alone
         # a run killed between moving the previous result aside and moving the new one in:
         # the previous result is still the valid one
         final = out / p.name[1:].rsplit(".old-", 1)[0]
-        if final.exists():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
+        if not final.exists() and (p / "result.json").is_file():
             os.rename(p, final)
+        else:
+            shutil.rmtree(p, ignore_errors=True)
     for p in out.glob(".*.tmp-*"):
         p.unlink(missing_ok=True)
 
@@ -191,6 +193,9 @@ def _bar(total):
 
 def write_report(out: Path, config: Config, version: str):
     """REPORT.md from every stored result in ``out`` (in catalogue order), written atomically."""
+    if (out / "REPORT.md").exists() and not (out / "REPORT.md").is_file():
+        raise LabError(f"{out / 'REPORT.md'} exists and is not a file; move it away or choose "
+                       f"another --out.")
     from lossjax.experiments import NAMES
     records = []
     for name in NAMES:
