@@ -234,21 +234,50 @@ def binary_cross_entropy_with_logits(logits, targets, *, pos_weight=None):
 
 
 
+
+def _log_one_minus_pt(t, ls_pos, ls_neg):
+    """log(1 - p_t) = log(t sigma(-z) + (1 - t) sigma(z)), formed in log space (finite at
+    saturated logits); log t and log(1 - t) are -inf at hard targets, taken without NaN."""
+    log_t = jnp.where(t > 0, jnp.log(jnp.where(t > 0, t, 1.0)), -jnp.inf)
+    log_1mt = jnp.where(t < 1, jnp.log1p(-jnp.where(t < 1, t, 0.0)), -jnp.inf)
+    return jnp.logaddexp(log_t + ls_neg, log_1mt + ls_pos), log_t, log_1mt
+
+
+@jax.custom_jvp
 def _focal_factor(t, ls_pos, ls_neg, gamma):
-    """(1 - p_t)^gamma and log(1 - p_t), where 1 - p_t = t sigma(-z) + (1 - t) sigma(z) is
-    formed in log space (finite at saturated logits). Its logs of t and 1 - t are -inf at hard
-    targets, where their autodiff derivative is NaN, so they see the targets as constants and
-    the factor's derivative in t, gamma (1 - p_t)^(gamma - 1) (sigma(-z) - sigma(z)), enters as
-    a linear term that is 0 in value (clamped to the largest finite number where gamma < 1 makes
-    it infinite at saturated logits)."""
-    t0 = jax.lax.stop_gradient(t)
-    log_t = jnp.where(t0 > 0, jnp.log(jnp.where(t0 > 0, t0, 1.0)), -jnp.inf)
-    log_1mt = jnp.where(t0 < 1, jnp.log1p(-jnp.where(t0 < 1, t0, 0.0)), -jnp.inf)
-    log_q = jnp.logaddexp(log_t + ls_neg, log_1mt + ls_pos)
-    slope = gamma * jnp.exp((gamma - 1) * log_q) * (jnp.exp(ls_neg) - jnp.exp(ls_pos))
-    big = jnp.finfo(log_q.dtype).max
-    slope = jax.lax.stop_gradient(jnp.nan_to_num(slope, nan=0.0, posinf=big, neginf=-big))
-    return jnp.exp(gamma * log_q) + slope * (t - t0), log_q
+    """The modulating factor (1 - p_t)^gamma. Its derivatives are written out: autodiff of the
+    log-space form differentiates log t and log(1 - t), which is 0 x inf = NaN at hard targets,
+    while the derivative in t is gamma (1 - p_t)^(gamma - 1) (sigma(-z) - sigma(z))."""
+    return jnp.exp(gamma * _log_one_minus_pt(t, ls_pos, ls_neg)[0])
+
+
+def _focal_factor_jvp(primals, tangents):
+    t, ls_pos, ls_neg, gamma = primals
+    dt, d_pos, d_neg, d_gamma = tangents
+    log_q, log_t, log_1mt = _log_one_minus_pt(t, ls_pos, ls_neg)
+    factor = jnp.exp(gamma * log_q)
+    d_factor = jnp.zeros_like(factor)
+
+    def given(d):
+        return not isinstance(d, jax.custom_derivatives.SymbolicZero)
+    if given(d_pos) or given(d_neg):      # logaddexp's weights, each in [0, 1]
+        d_log_q = 0.0
+        if given(d_neg):
+            d_log_q = d_log_q + jnp.exp(log_t + ls_neg - log_q) * d_neg
+        if given(d_pos):
+            d_log_q = d_log_q + jnp.exp(log_1mt + ls_pos - log_q) * d_pos
+        d_factor = d_factor + gamma * factor * d_log_q
+    if given(dt):       # infinite for gamma < 1 at saturated logits: the largest finite number
+        slope = gamma * jnp.exp((gamma - 1) * log_q) * (jnp.exp(ls_neg) - jnp.exp(ls_pos))
+        big = jnp.finfo(log_q.dtype).max
+        d_factor = d_factor + jnp.nan_to_num(slope, nan=0.0, posinf=big, neginf=-big) * dt
+    if given(d_gamma):
+        d_factor = d_factor + jnp.where(factor > 0, factor * log_q, 0.0) * d_gamma
+    return factor, d_factor
+
+
+_focal_factor.defjvp(_focal_factor_jvp, symbolic_zeros=True)
+
 
 @loss(constraints=[_domain.unit_interval("targets")],
       nonnegative=True, perfect=_hard_logits, family="classification", elementwise=True,
@@ -285,7 +314,8 @@ def focal_loss(logits, targets, *, alpha=None, gamma=2.0):
         a = alpha * t + (1 - alpha) * (1 - t)
     ls_pos, ls_neg = jax.nn.log_sigmoid(z), jax.nn.log_sigmoid(-z)
     ce = -(t * ls_pos + (1 - t) * ls_neg)
-    factor, log_one_minus_pt = _focal_factor(t, ls_pos, ls_neg, gamma)
+    factor = _focal_factor(t, ls_pos, ls_neg, gamma)
+    log_one_minus_pt = _log_one_minus_pt(t, ls_pos, ls_neg)[0]
 
     def pieces():
         s, s_bar = jnp.exp(ls_pos), jnp.exp(ls_neg)
