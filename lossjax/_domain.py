@@ -54,47 +54,40 @@ def class_index(labels: str = "labels", scores: str = "logits", *, axis: Optiona
     return Constraint(labels, lambda a: f"a class index in [0, {classes(a)}){ignored}", holds)
 
 
-def unit_interval(name: str, *, when: Optional[Callable[[dict], bool]] = None) -> Constraint:
-    """Entries in [0, 1] (probabilities, soft targets, masks)."""
+def _entrywise(name, expected, valid, *, floats_only=False, when=None) -> Constraint:
+    """``valid(x)`` on every entry of argument ``name``; skipped when the argument is absent,
+    not an array (or, with ``floats_only``, not floating), or ``when(bound)`` is False."""
     def holds(a):
         x = _array(a, name)
-        if x is None or not jnp.issubdtype(x.dtype, jnp.floating) or (when and not when(a)):
+        if x is None or (floats_only and not jnp.issubdtype(x.dtype, jnp.floating)) or \
+                (when is not None and not when(a)):
             return None
-        return (x >= 0) & (x <= 1)
-    return Constraint(name, "in [0, 1]", holds)
+        return valid(x)
+    return Constraint(name, expected, holds)
+
+
+def unit_interval(name: str, *, when: Optional[Callable[[dict], bool]] = None) -> Constraint:
+    """Entries in [0, 1] (probabilities, soft targets, masks); integer labels are skipped."""
+    return _entrywise(name, "in [0, 1]", lambda x: (x >= 0) & (x <= 1), floats_only=True,
+                      when=when)
 
 
 def nonnegative(name: str, *, when: Optional[Callable[[dict], bool]] = None) -> Constraint:
-    def holds(a):
-        x = _array(a, name)
-        return None if x is None or (when and not when(a)) else x >= 0
-    return Constraint(name, ">= 0", holds)
+    return _entrywise(name, ">= 0", lambda x: x >= 0, when=when)
 
 
 def nonpositive(name: str, what: str, *, when: Optional[Callable[[dict], bool]] = None):
-    def holds(a):
-        x = _array(a, name)
-        return None if x is None or (when and not when(a)) else x <= 0
-    return Constraint(name, f"<= 0 ({what})", holds)
+    return _entrywise(name, f"<= 0 ({what})", lambda x: x <= 0, when=when)
 
 
 def positive(name: str) -> Constraint:
-    def holds(a):
-        x = _array(a, name)
-        return None if x is None else x > 0
-    return Constraint(name, "> 0", holds)
+    return _entrywise(name, "> 0", lambda x: x > 0)
 
 
 def signs(name: str) -> Constraint:
-    def holds(a):
-        x = _array(a, name)
-        return None if x is None else (x == 1) | (x == -1)
-    return Constraint(name, "-1 or +1", holds)
+    return _entrywise(name, "-1 or +1", lambda x: (x == 1) | (x == -1))
 
 
 def flags(name: str) -> Constraint:
     """Padding indicators: exactly 0 or 1."""
-    def holds(a):
-        x = _array(a, name)
-        return None if x is None else (x == 0) | (x == 1)
-    return Constraint(name, "0 or 1", holds)
+    return _entrywise(name, "0 or 1", lambda x: (x == 0) | (x == 1))

@@ -264,6 +264,11 @@ class Loss:
 
     # -- sampling ---------------------------------------------------------------------------
 
+    def _carries_batch(self, name, value, n) -> bool:
+        """Whether argument ``name`` = ``value`` holds the batch: a batch argument whose axis 0
+        is the batch size ``n`` (a scalar or row broadcast over the batch does not)."""
+        return name in self.batch_args and np.ndim(value) > 0 and np.shape(value)[0] == n
+
     def sample(self, key, dtype=jnp.float32, kind: str = "generic",
                batch: Optional[int] = None) -> Sample:
         """Valid arguments: ``kind="generic"`` (random, well inside the domain) or ``"edge"``
@@ -285,7 +290,7 @@ class Loss:
                            for i in range(1, -(-batch // n))]
 
         def stack(name, values):
-            if name in self.batch_args and np.ndim(values[0]) and np.shape(values[0])[0] == n:
+            if self._carries_batch(name, values[0], n):
                 return jnp.concatenate(values, axis=0)[:batch]
             return values[0]
         args = tuple(stack(names[i], [d.args[i] for d in draws]) for i in range(len(first.args)))

@@ -38,12 +38,11 @@ __all__ = ["Checked", "check_inputs", "checked"]
 def _check(loss_name, name, ok, value, expected):
     """One checkify check: every entry of ``ok`` is True, else name the first failing entry."""
     ok = jnp.broadcast_to(ok, jnp.shape(value))
-    bad = ~ok
-    count = jnp.sum(bad)
     if ok.ndim == 0:
         checkify.check(ok, f"{loss_name}: `{name}` = {{v}} must be {expected}",
                        v=jnp.asarray(value))
         return
+    bad = ~ok
     flat = jnp.argmax(bad.ravel())
     index = jnp.unravel_index(flat, ok.shape)
     where = ", ".join(f"{{i{k}}}" for k in range(ok.ndim))
@@ -51,7 +50,7 @@ def _check(loss_name, name, ok, value, expected):
         ~jnp.any(bad),
         f"{loss_name}: `{name}`[{where}] = {{v}} must be {expected} ({{n}} of {ok.size} "
         f"entries)",
-        v=jnp.ravel(value)[flat], n=count, **{f"i{k}": i for k, i in enumerate(index)})
+        v=jnp.ravel(value)[flat], n=jnp.sum(bad), **{f"i{k}": i for k, i in enumerate(index)})
 
 
 def _is_float_array(x) -> bool:

@@ -117,12 +117,11 @@ def shard_inputs(loss, mesh: Mesh, *args, axis=None, **kwargs):
     bound = loss._bind(args, {k: v for k, v in kwargs.items() if k not in reduction_kwargs})
     first = bound.arguments[loss.batch_args[0]]
     n = np.shape(first)[0] if np.ndim(first) else None
-    batched = set(loss.batch_args) | {"weights", "where"}
-
     def place(name, value):
         if not hasattr(value, "shape"):
             return value
-        if name in batched and n is not None and np.ndim(value) and np.shape(value)[0] == n:
+        if loss._carries_batch(name, value, n) or (
+                name in ("weights", "where") and np.ndim(value) and np.shape(value)[0] == n):
             return shard_batch(value, mesh, axis, who=who, what=name)
         return replicate(value, mesh)
     return (tuple(place(names[i], a) for i, a in enumerate(args)),

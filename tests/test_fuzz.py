@@ -44,9 +44,7 @@ def _permute(loss, args, kwargs, perm):
     n = np.shape(args[names.index(loss.batch_args[0])])[0]
 
     def take(name, x):
-        if name in loss.batch_args and np.ndim(x) and np.shape(x)[0] == n:
-            return jnp.take(x, perm, axis=0)
-        return x
+        return jnp.take(x, perm, axis=0) if loss._carries_batch(name, x, n) else x
     return (tuple(take(names[i], a) for i, a in enumerate(args)),
             {k: take(k, v) for k, v in kwargs.items()})
 

@@ -57,16 +57,23 @@ class _Call:
         return fn(*args[:self.n_args], **hyper)
 
 
+def loss_calls(loss, args, kwargs):
+    """A :class:`_Call` per method of ``loss`` (``__call__``, ``grad``, ``hess_diag``) for
+    ``loss(*args, **kwargs)``, the positional inputs they take (the arguments, then the array
+    hyperparameters) and those hyperparameters' names."""
+    arrays = {k: v for k, v in kwargs.items() if hasattr(v, "dtype")}
+    static = {k: v for k, v in kwargs.items() if k not in arrays}
+    calls = {m: _Call(loss, m, len(args), arrays, static)
+             for m in ("__call__", "grad", "hess_diag")}
+    return calls, (*args, *arrays.values()), list(arrays)
+
+
 def audit_loss(loss, dtype="float64", kind="generic", key=None):
     """The AuditReport of one loss's .grad (and .hess_diag) at its ``kind`` sample."""
     key = jax.random.PRNGKey(0) if key is None else key
     with _oracle.x64():
         args, kwargs = loss.sample(key, jnp.dtype(dtype), kind)
-        arrays = {k: v for k, v in kwargs.items() if hasattr(v, "dtype")}
-        static = {k: v for k, v in kwargs.items() if k not in arrays}
-        calls = {m: _Call(loss, m, len(args), arrays, static)
-                 for m in ("__call__", "grad", "hess_diag")}
-        inputs = (*args, *arrays.values())
+        calls, inputs, arrays = loss_calls(loss, args, kwargs)
         report = check(calls["__call__"], *inputs,
                        grad=calls["grad"] if loss.has_grad else None,
                        hess=calls["hess_diag"] if loss.has_hess_diag else None,

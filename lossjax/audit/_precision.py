@@ -24,6 +24,8 @@ import numpy as np
 
 from lossjax._loss import catalog as _catalog
 from lossjax.audit import _oracle
+from lossjax.audit._catalog import loss_calls
+from lossjax.audit._check import _to_float64
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 KINDS = ("generic", "edge")
@@ -85,30 +87,19 @@ def _mixed(got, ref) -> float:
     return float(np.max(np.abs(got - ref)) / max(1.0, float(np.max(np.abs(ref)))))
 
 
-@functools.lru_cache(maxsize=None)
-def _program(name, static, autodiff):
-    """value and gradient (hand-derived, or autodiff when asked or when there is none)."""
-    from lossjax._loss import get
-    loss = get(name)
-
-    def run(args, kwargs):
-        kw = {**kwargs, **dict(static)}
-        if autodiff or not loss.has_grad:
-            return jax.value_and_grad(lambda x, *rest: loss(x, *rest, **kw))(*args)
-        return loss(*args, **kw), loss.grad(*args, **kw)
-    return jax.jit(run)
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _value_and_grad(value, grad, *inputs):
+    """The value and the hand-derived ``grad`` (hashable calls of the audit: compiled once per
+    loss, options and shapes), or autodiff w.r.t. the first input when ``grad`` is None."""
+    if grad is None:
+        return jax.value_and_grad(value)(*inputs)
+    return value(*inputs), grad(*inputs)
 
 
 def _evaluate(loss, args, kwargs, autodiff=False):
-    arrays = {k: v for k, v in kwargs.items() if hasattr(v, "shape")}
-    static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in arrays))
-    return _program(loss.name, static, autodiff)(args, arrays)
-
-
-def _to64(tree):
-    return jax.tree_util.tree_map(
-        lambda a: jnp.asarray(a, jnp.float64)
-        if hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+    calls, inputs, _ = loss_calls(loss, args, kwargs)
+    grad = None if autodiff or not loss.has_grad else calls["grad"]
+    return _value_and_grad(calls["__call__"], grad, *inputs)
 
 
 def measure(loss, dtype: str, kind: str = "generic", key=None) -> PrecisionRow:
@@ -120,7 +111,7 @@ def measure(loss, dtype: str, kind: str = "generic", key=None) -> PrecisionRow:
         kept = value.dtype == jnp.dtype(dtype) and grad.dtype == jnp.dtype(dtype)
         finite = bool(np.all(np.isfinite(np.asarray(value, np.float64)))
                       and np.all(np.isfinite(np.asarray(grad, np.float64))))
-        up_args, up_kwargs = _to64((args, kwargs))
+        up_args, up_kwargs = _to_float64((args, kwargs))
         if dtype == "float64":
             ref_value = value
             ref_grad = _evaluate(loss, up_args, up_kwargs, autodiff=True)[1]
@@ -131,16 +122,11 @@ def measure(loss, dtype: str, kind: str = "generic", key=None) -> PrecisionRow:
                             _mixed(grad, ref_grad), v_bound, g_bound, bool(kept), finite)
 
 
-def precision_matrix(losses=None, dtypes=DTYPES, kinds=KINDS, seed: int = 0, progress=None):
+def precision_matrix(losses=None, dtypes=DTYPES, kinds=KINDS, seed: int = 0):
     """Every (loss, dtype, kind) cell, in catalogue order."""
-    rows = []
-    for loss in (_catalog() if losses is None else losses):
-        for dtype in dtypes:
-            for kind in kinds:
-                rows.append(measure(loss, dtype, kind, jax.random.PRNGKey(seed)))
-        if progress:
-            progress(loss.name)
-    return rows
+    return [measure(loss, dtype, kind, jax.random.PRNGKey(seed))
+            for loss in (_catalog() if losses is None else losses)
+            for dtype in dtypes for kind in kinds]
 
 
 def precision_markdown(rows) -> str:
@@ -153,9 +139,12 @@ def precision_markdown(rows) -> str:
     head = ["loss", "bound (value, grad) × eps"] + [f"{d} value / grad" for d in dtypes]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, cells in by_loss.items():
-        k_value, k_grad = BOUNDS.get(name, DEFAULT_BOUND)
-        f64 = FLOAT64_GRAD_BOUNDS.get(name)
-        row = [f"`{name}`", f"{k_value:g}, {k_grad:g}" + (f" ({f64:g} float64)" if f64 else "")]
+        # the bounds as the rows carry them, in eps; a float64 gradient bound of its own shown
+        first = next(iter(cells.values()))[0]
+        k_value, k_grad = first.value_bound / first.eps, first.grad_bound / first.eps
+        f64 = [r.grad_bound / r.eps for r in cells.get("float64", [])[:1]]
+        row = [f"`{name}`", f"{k_value:g}, {k_grad:g}"
+               + (f" ({f64[0]:g} float64)" if f64 and f64[0] != k_grad else "")]
         for d in dtypes:
             rs = cells.get(d, [])
             v = max(r.value_error / r.eps for r in rs)

@@ -132,10 +132,11 @@ def _one_hot_logits(s):
     """Saturated logits on the label; probability targets made one-hot; no smoothing."""
     z, labels = s.args
     kwargs = {k: v for k, v in s.kwargs.items() if k != "label_smoothing"}
-    if jnp.issubdtype(labels.dtype, jnp.floating):
-        labels = jax.nn.one_hot(jnp.argmax(labels, -1), z.shape[-1], dtype=labels.dtype)
-        return Sample((_sampling.saturating(z.dtype) * labels.astype(z.dtype), labels), kwargs)
-    return Sample((_sampling.saturated_one_hot(labels, z.shape[-1], z.dtype), labels), kwargs)
+    index = labels
+    if jnp.issubdtype(labels.dtype, jnp.floating):          # probability targets -> one-hot
+        index = jnp.argmax(labels, -1)
+        labels = jax.nn.one_hot(index, z.shape[-1], dtype=labels.dtype)
+    return Sample((_sampling.saturated_one_hot(index, z.shape[-1], z.dtype), labels), kwargs)
 
 
 def _one_hot_log_probs(s):
@@ -231,8 +232,6 @@ def binary_cross_entropy_with_logits(logits, targets, *, pos_weight=None):
     s, s_bar = jax.nn.sigmoid(z), jax.nn.sigmoid(-z)
     return Terms(value, grad=lambda: (1 - t) * s - pw * t * s_bar,
                  hess=lambda: (pw * t + 1 - t) * s * s_bar)
-
-
 
 
 def _log_one_minus_pt(t, ls_pos, ls_neg):
