@@ -155,3 +155,12 @@ def test_declared_properties_are_declared_where_they_hold():
     assert len([loss for loss in lj.catalog() if loss.perfect is not None]) >= 30
     z = jnp.asarray([0.0, -50.0])
     assert float(lj.minimax_generator(z, reduction="sum")) < 0     # log(1 - sigmoid) <= 0
+    # and each of them does go negative: on its own samples, or (uncertainty weighting) for a
+    # task with no loss and a negative log-variance, 0 * e^1 + (-1) / 2
+    for name in sorted(can_be_negative - {"uncertainty_weighting"}):
+        loss = lj.get(name)
+        lowest = min(float(jnp.min(loss(*s.args, reduction="none", **s.kwargs)))
+                     for s in (loss.sample(jax.random.PRNGKey(0), jnp.float32, kind)
+                               for kind in ("generic", "edge")))
+        assert lowest < 0, name
+    assert float(lj.uncertainty_weighting(jnp.zeros(1), -jnp.ones(1), reduction="sum")) == -0.5
