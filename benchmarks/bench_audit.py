@@ -10,6 +10,7 @@
 """
 import argparse
 import json
+import statistics
 import time
 
 import jax
@@ -18,7 +19,11 @@ import numpy as np
 
 import lossjax as lj
 from lossjax import audit
-from _timing import median_time
+from lossjax.lab import run_times
+
+
+def _median_time(fn, *args, repeats=20):
+    return statistics.median(run_times(fn, *args, repeats=repeats))
 
 
 def main():
@@ -47,7 +52,7 @@ def main():
         def run(options=options):
             report = audit.check(mse, p, t, grad=mse_grad, **options)
             assert report.ok, report.verdict
-        seconds = median_time(run, repeats=args.repeats)
+        seconds = _median_time(run, repeats=args.repeats)
         rows.append((label, seconds))
         results[label] = seconds
     try:
@@ -58,7 +63,7 @@ def main():
         def torch_slow():
             assert torch.autograd.gradcheck(lambda a: torch.mean((a - tt) ** 2), (pt,),
                                             fast_mode=False)
-        seconds = median_time(torch_slow, repeats=args.repeats)
+        seconds = _median_time(torch_slow, repeats=args.repeats)
         rows.append(("torch.autograd.gradcheck slow mode", seconds))
         results["torch.autograd.gradcheck slow mode"] = seconds
         results["torch_version"] = torch.__version__

@@ -27,8 +27,7 @@ import numpy as np
 import optax
 
 import lossjax as lj
-from lossjax.experiments.analytic_vs_autodiff import paired_best, speed_rows
-from _timing import best_time
+from lossjax.lab import analytic_speed, paired_best, run_times
 
 
 def _inputs(n=1 << 20, rows=4096, classes=1000, dim=128):
@@ -101,13 +100,7 @@ def _torch_time(fn, args, repeats):
         out = fn(*tensors)
         out.backward()
         return out
-    step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return min(run_times(step, repeats=repeats))
 
 
 def optax_table(repeats):
@@ -119,7 +112,7 @@ def optax_table(repeats):
         vg_theirs = jax.jit(jax.value_and_grad(theirs))
         (v1, g1), (v2, g2) = vg_ours(*args), vg_theirs(*args)
         agree = float(jnp.max(jnp.abs(g1 - g2)) / (jnp.max(jnp.abs(g2)) + 1e-30))
-        t_ours, t_theirs = paired_best(vg_ours, vg_theirs, args, 5 * repeats)
+        t_ours, t_theirs = paired_best([vg_ours, vg_theirs], args, 5 * repeats)
         t_torch = _torch_time(torch_fn, args, repeats) if torch_fn else None
         rows.append({"loss": name, "shape": "×".join(map(str, args[0].shape)),
                      "lossjax_ms": 1e3 * t_ours, "optax_ms": 1e3 * t_theirs,
@@ -135,10 +128,10 @@ def bandwidth_table(repeats, n=1 << 24):
     x = jax.random.normal(k1, (n,))
     t = jax.random.normal(k2, (n,))
     copy = jax.jit(lambda a: a * 2.0 + 1.0)                 # read n, write n floats
-    jax_bandwidth = 2 * 4 * n / best_time(copy, x, repeats=repeats)
+    jax_bandwidth = 2 * 4 * n / min(run_times(copy, x, repeats=repeats))
     src = np.asarray(x)
     dst = np.empty_like(src)
-    bandwidth = 2 * 4 * n / best_time(lambda: np.copyto(dst, src), repeats=repeats)
+    bandwidth = 2 * 4 * n / min(run_times(lambda: np.copyto(dst, src), repeats=repeats))
     rows = []
     cases = [("mse", lj.mse, lambda p, q: jnp.mean(optax.losses.squared_error(p, q))),
              ("mae", lj.mae, None),
@@ -154,7 +147,7 @@ def bandwidth_table(repeats, n=1 << 24):
             variants.append(("optax", reference))
         for label, f in variants:
             vg = jax.jit(jax.value_and_grad(lambda p, f=f: f(p, tt)))
-            seconds = best_time(vg, x, repeats=repeats)
+            seconds = min(run_times(vg, x, repeats=repeats))
             rows.append({"loss": name, "variant": label, "ms": 1e3 * seconds,
                          "GBps": 3 * 4 * n / seconds / 1e9,
                          "fraction_of_copy_bandwidth": 3 * 4 * n / seconds / bandwidth,
@@ -205,7 +198,7 @@ def main():
               f"{100 * r['fraction_of_jax_copy']:.0f}% |")
 
     print("\n## with_analytic_vjp() vs autodiff, one loss per family\n")
-    results["analytic"] = speed = speed_rows(jax.random.PRNGKey(0), big=True,
+    results["analytic"] = speed = analytic_speed(jax.random.PRNGKey(0), big=True,
                                              repeats=args.repeats)
     print("| family | loss | size | autodiff ms | analytic ms | ratio |")
     print("|---|---|---|---|---|---|")

@@ -12,6 +12,7 @@ optimizers experiment (`lossjax lab optimizers`).
 """
 import argparse
 import json
+import statistics
 
 import jax
 import jax.numpy as jnp
@@ -20,9 +21,13 @@ import optax
 
 import lossjax as lj
 from lossjax.optim import reference
-from _timing import median_time
+from lossjax.lab import run_times
 
 jax.config.update("jax_enable_x64", True)
+
+
+def _median_time(fn, *args, repeats=20):
+    return statistics.median(run_times(fn, *args, repeats=repeats))
 
 
 def reference_table():
@@ -64,17 +69,17 @@ def loop_speed(repeats):
             p, s, v = step(p, s)
         return p
 
-    scan = median_time(lambda: lj.train.fit(loss, p0, data, tx, steps).params,
+    scan = _median_time(lambda: lj.train.fit(loss, p0, data, tx, steps).params,
                        repeats=repeats)
-    loop = median_time(python_loop, repeats=repeats)
+    loop = _median_time(python_loop, repeats=repeats)
     lrs = jnp.logspace(-3, -1, 64)
-    many = median_time(lambda: lj.train.fit_many(loss, p0, data, "momentum", steps,
+    many = _median_time(lambda: lj.train.fit_many(loss, p0, data, "momentum", steps,
                                                  hparams={"learning_rate": lrs}).params,
                        repeats=repeats)
     txs = [lj.optim.make("momentum", learning_rate=float(lr)) for lr in lrs]
     for t in txs:                                  # compile each once, outside the timing
         lj.train.fit(loss, p0, data, t, steps)
-    separate = median_time(lambda: [lj.train.fit(loss, p0, data, t, steps).params
+    separate = _median_time(lambda: [lj.train.fit(loss, p0, data, t, steps).params
                                     for t in txs], repeats=repeats)
     return {"steps": steps, "fit (lax.scan) s": scan, "python loop of jitted step s": loop,
             "fit_many 64 learning rates s": many, "64 separate fits s (warm)": separate}

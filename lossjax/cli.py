@@ -5,7 +5,10 @@
                   [--json PATH] [--markdown PATH]
     lossjax audit --target pkg.module:fn [--grad pkg.module:fn_grad] [--hess ...]
                   --shape 8 [--shape 8] [--argnums 0] [--dtype float64] [--seed 0]
-    lossjax lab [NAME ...] [--full] [--out DIR] [--device cpu|gpu|tpu] [--seed N] [--force]
+    lossjax lab [NAME ...] [--experiments DIR] [--full] [--out DIR] [--device cpu|gpu|tpu]
+                [--seed N] [--force]
+
+Also `python -m lossjax ...`.
 """
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ import argparse
 import importlib
 import sys
 import time
+
+from lossjax._console import progress_bar
 
 
 class UsageError(Exception):
@@ -54,11 +59,9 @@ def _compilation_cache():
 
 
 def _progress(total):
-    try:
-        from tqdm import tqdm
-    except ImportError:
+    bar = progress_bar(total, "loss")
+    if bar is None:
         return None, lambda: None
-    bar = tqdm(total=total, file=sys.stderr, leave=False)
     return (lambda name: (bar.set_description(name), bar.update())), bar.close
 
 
@@ -173,8 +176,13 @@ def _lab(args) -> int:
     """Run the experiments (all by default) and write OUT/REPORT.md; exit 1 if any raised."""
     _compilation_cache()
     import jax
-    from lossjax import experiments
-    names = args.names or list(experiments.NAMES)
+    from lossjax import lab
+    try:
+        experiments = lab.Experiments(args.experiments)
+        experiments.check(args.names)
+    except lab.LabError as e:
+        raise UsageError(str(e)) from None
+    names = args.names or list(experiments.names)
     try:
         device = jax.devices(args.device)[0]
     except RuntimeError as e:
@@ -186,10 +194,10 @@ def _lab(args) -> int:
     start = time.perf_counter()
     try:
         with jax.default_device(device):
-            records, failures = experiments.run_lab(
-                names, full=args.full, seed=args.seed, out=args.out, force=args.force,
+            records, failures = lab.run_lab(
+                names, experiments=experiments, full=args.full, seed=args.seed, out=args.out, force=args.force,
                 echo=lambda line: print(line, flush=True))
-    except experiments.LabError as e:
+    except lab.LabError as e:
         raise UsageError(str(e)) from None
     print("\n| experiment | verdict | key number |\n|---|---|---|")
     for rec in records:
@@ -223,6 +231,8 @@ def main(argv=None) -> int:
     p.set_defaults(run=lambda a: _audit_target(a) if a.target else _audit_catalog(a))
     p = sub.add_parser("lab", help="run the experiments and write the lab report")
     p.add_argument("names", nargs="*", help="experiments (default: all, in order)")
+    p.add_argument("--experiments", default="experiments", metavar="DIR",
+                   help="the folder of experiment modules (default: ./experiments)")
     p.add_argument("--full", action="store_true", help="the longer configuration")
     p.add_argument("--out", default="results", help="output folder (default: results)")
     p.add_argument("--device", default="cpu", help="JAX backend: cpu (default), gpu, tpu")

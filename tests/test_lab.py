@@ -1,93 +1,146 @@
 """The lab runner: results are atomic and reused, failures lose nothing, the report is built
-from what is stored, and the command line reports mistakes in one line."""
+from what is stored, and the command line reports mistakes in one line. The experiments here
+are real modules in a folder of the test's own (as a researcher's would be)."""
 import json
 import sys
-import types
+import textwrap
+from pathlib import Path
 
 import pytest
 
-from lossjax import cli, experiments
-from lossjax.experiments import Config, LabError, Result, run_lab
-from lossjax.experiments._base import figure
+from lossjax import cli
+from lossjax.lab import Config, Experiments, LabError, Result, run_lab
 
+FAKE = textwrap.dedent("""
+    from lossjax.lab import Result, figure
 
-def _fake_module(calls, fail=False):
+    FAIL = False
+
     def run(config):
-        calls.append(config)
+        with open({calls!r}, "a") as f:
+            f.write(f"{{config.seed}}\\n")
         fig, ax, save = figure(config, "line.png", "A line", "x", "y")
         ax.plot([0, 1], [0, config.seed], label="seed")
         saved = save()
-        if fail:
+        if FAIL:
             raise RuntimeError("boom")
         return Result(name="fake", title="Fake experiment", claim="a claim", verdict="holds",
-                      summary=f"seed {config.seed}", key_number=f"k={config.seed}",
-                      metrics={"seed": config.seed, "nan": float("nan")},
-                      tables=["| a |\n|---|\n| 1 |"], figures=[saved])
-    return types.SimpleNamespace(run=run)
+                      summary=f"seed {{config.seed}}", key_number=f"k={{config.seed}}",
+                      metrics={{"seed": config.seed, "nan": float("nan")}},
+                      tables=["| a |\\n|---|\\n| 1 |"], figures=[saved])
+""")
+
+
+class Fake:
+    """A folder with one experiment, ``fake``, that logs each run's seed."""
+
+    def __init__(self, root: Path):
+        self.folder = root / "my_experiments"
+        self.folder.mkdir()
+        self.log = root / "calls.txt"
+        self.write()
+
+    def write(self, fail=False, extra=""):
+        text = FAKE.format(calls=str(self.log)).replace("FAIL = False", f"FAIL = {fail}")
+        (self.folder / "fake.py").write_text(text + extra)
+        for name in [n for n in sys.modules if n.endswith(".fake")]:
+            del sys.modules[name]         # a fresh import sees the edited module
+
+    @property
+    def calls(self):
+        return [int(line) for line in self.log.read_text().split()] if self.log.exists() \
+            else []
 
 
 @pytest.fixture
-def fake(monkeypatch):
-    calls = []
-    monkeypatch.setattr(experiments, "NAMES", ("fake",))
-    monkeypatch.setitem(sys.modules, "lossjax.experiments.fake", _fake_module(calls))
-    return calls
+def fake(tmp_path):
+    return Fake(tmp_path)
 
 
-def _quiet(**kw):
-    return dict(progress=False, echo=lambda line: None, **kw)
+def _quiet(fake, **kw):
+    return dict(experiments=fake.folder, progress=False, echo=lambda line: None, **kw)
 
 
 def test_results_are_written_then_reused(fake, tmp_path):
-    records, failures = run_lab(["fake"], out=tmp_path, **_quiet())
-    assert not failures and len(fake) == 1
-    stored = json.loads((tmp_path / "fake" / "result.json").read_text())
+    out = tmp_path / "results"
+    records, failures = run_lab(["fake"], out=out, **_quiet(fake))
+    assert not failures and fake.calls == [0]
+    stored = json.loads((out / "fake" / "result.json").read_text())
     assert stored["config"] == {"full": False, "seed": 0}
     assert stored["result"]["metrics"]["nan"] == "nan"          # JSON has no NaN
-    assert (tmp_path / "fake" / "line.png").stat().st_size > 1000
-    run_lab(["fake"], out=tmp_path, **_quiet())
-    assert len(fake) == 1                                        # reused
-    run_lab(["fake"], out=tmp_path, seed=3, **_quiet())
-    assert len(fake) == 2 and fake[-1].seed == 3                 # another config re-runs
-    run_lab(["fake"], out=tmp_path, seed=3, force=True, **_quiet())
-    assert len(fake) == 3
-    assert not list(tmp_path.glob(".*"))                         # no partial folders left
+    assert (out / "fake" / "line.png").stat().st_size > 1000
+    run_lab(["fake"], out=out, **_quiet(fake))
+    assert fake.calls == [0]                                     # reused
+    run_lab(["fake"], out=out, seed=3, **_quiet(fake))
+    assert fake.calls == [0, 3]                                  # another config re-runs
+    run_lab(["fake"], out=out, seed=3, force=True, **_quiet(fake))
+    assert fake.calls == [0, 3, 3]
+    assert not list(out.glob(".*"))                              # no partial folders left
 
 
-def test_a_failing_experiment_keeps_the_previous_result(fake, tmp_path, monkeypatch):
-    run_lab(["fake"], out=tmp_path, **_quiet())
-    before = (tmp_path / "fake" / "result.json").read_text()
-    monkeypatch.setitem(sys.modules, "lossjax.experiments.fake", _fake_module([], fail=True))
-    records, failures = run_lab(["fake"], out=tmp_path, force=True, **_quiet())
+def test_editing_an_experiment_reruns_that_one_only(fake, tmp_path):
+    out = tmp_path / "results"
+    (fake.folder / "other.py").write_text(FAKE.format(calls=str(tmp_path / "other.txt"))
+                                          .replace('name="fake"', 'name="other"'))
+    run_lab(out=out, **_quiet(fake))                             # both, alphabetical order
+    assert fake.calls == [0] and (tmp_path / "other.txt").read_text() == "0\n"
+    fake.write(extra="\n# an edit\n")
+    records, _ = run_lab(out=out, **_quiet(fake))
+    assert fake.calls == [0, 0]                                  # the edited one re-ran
+    assert (tmp_path / "other.txt").read_text() == "0\n"          # the other was reused
+    assert [r["name"] for r in records] == ["fake", "other"]
+    (fake.folder / "_shared.py").write_text("HELPER = 1\n")    # a shared helper: both re-run
+    run_lab(out=out, **_quiet(fake))
+    assert fake.calls == [0, 0, 0] and (tmp_path / "other.txt").read_text() == "0\n0\n"
+
+
+def test_the_folder_gives_the_order(fake, tmp_path):
+    (fake.folder / "alpha.py").write_text(FAKE.format(calls=str(tmp_path / "alpha.txt")))
+    assert Experiments(fake.folder).names == ("alpha", "fake")
+    (fake.folder / "__init__.py").write_text('ORDER = ("fake", "alpha")\n')
+    assert Experiments(tmp_path / "my_experiments").names == ("fake", "alpha")
+    with pytest.raises(LabError, match="no experiments folder at"):
+        Experiments(tmp_path / "nowhere")
+
+
+def test_a_failing_experiment_keeps_the_previous_result(fake, tmp_path):
+    out = tmp_path / "results"
+    run_lab(["fake"], out=out, **_quiet(fake))
+    before = (out / "fake" / "result.json").read_text()
+    fake.write(fail=True)
+    records, failures = run_lab(["fake"], out=out, force=True, **_quiet(fake))
     assert failures and "RuntimeError: boom" in failures[0][1]
-    assert (tmp_path / "fake" / "result.json").read_text() == before
-    assert not list(tmp_path.glob(".fake.*"))
+    assert (out / "fake" / "result.json").read_text() == before
+    assert not list(out.glob(".fake.*"))
 
 
 def test_leftovers_of_an_interrupted_run_are_cleaned(fake, tmp_path):
-    partial = tmp_path / ".fake.partial-999"
-    partial.mkdir()
+    out = tmp_path / "results"
+    partial = out / ".fake.partial-999"
+    partial.mkdir(parents=True)
     (partial / "line.png").write_bytes(b"half")
-    run_lab(["fake"], out=tmp_path, **_quiet())
-    assert not partial.exists() and (tmp_path / "fake" / "result.json").exists()
+    run_lab(["fake"], out=out, **_quiet(fake))
+    assert not partial.exists() and (out / "fake" / "result.json").exists()
 
 
 def test_corrupt_or_foreign_results_give_a_clear_error(fake, tmp_path):
-    run_lab(["fake"], out=tmp_path, **_quiet())
-    (tmp_path / "fake" / "result.json").write_text("{ not json")
+    out = tmp_path / "results"
+    run_lab(["fake"], out=out, **_quiet(fake))
+    (out / "fake" / "result.json").write_text("{ not json")
     with pytest.raises(LabError, match="corrupt or not a lossjax lab result"):
-        run_lab(["fake"], out=tmp_path, **_quiet())
-    run_lab(["fake"], out=tmp_path, force=True, **_quiet())      # --force repairs it
-    (tmp_path / "fake" / "result.json").unlink()
+        run_lab(["fake"], out=out, **_quiet(fake))
+    run_lab(["fake"], out=out, force=True, **_quiet(fake))       # --force repairs it
+    (out / "fake" / "result.json").unlink()
     with pytest.raises(LabError, match="has no result.json"):
-        run_lab(["fake"], out=tmp_path, **_quiet())
+        run_lab(["fake"], out=out, **_quiet(fake))
     with pytest.raises(LabError, match="unknown experiment 'fak' \\(did you mean 'fake'"):
-        run_lab(["fak"], out=tmp_path, **_quiet())
+        run_lab(["fak"], out=out, **_quiet(fake))
 
 
 def test_report_has_the_summary_table_and_sections(fake, tmp_path):
-    run_lab(["fake"], out=tmp_path, seed=2, **_quiet())
-    report = (tmp_path / "REPORT.md").read_text()
+    out = tmp_path / "results"
+    run_lab(["fake"], out=out, seed=2, **_quiet(fake))
+    report = (out / "REPORT.md").read_text()
     assert "| 1 | [Fake experiment](#1-fake-experiment) | a claim | **holds** | k=2 |" in report
     assert "## 1. Fake experiment" in report and "![A line](fake/line.png)" in report
     assert "`lossjax lab --seed 2`" in report
@@ -102,8 +155,10 @@ def test_verdicts_are_checked():
 @pytest.mark.parametrize("argv, message", [
     (["lab", "nope", "--out", "{tmp}"], "unknown experiment 'nope'"),
     (["lab", "hamming", "--device", "tpu", "--out", "{tmp}"], "--device tpu: no such JAX backend"),
+    (["lab", "--experiments", "{tmp}/none"], "no experiments folder at"),
 ])
-def test_cli_lab_bad_input_is_one_line(argv, message, tmp_path, capsys):
+def test_cli_lab_bad_input_is_one_line(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[1])          # where experiments/ is
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -114,9 +169,24 @@ def test_config_key_ignores_the_output_folder():
     assert Config(out="a").key() == Config(out="b").key() == {"full": False, "seed": 0}
 
 
+def test_the_repository_experiments_in_their_order():
+    names = Experiments(Path(__file__).parents[1] / "experiments").names
+    assert names == ("worked_examples", "gradient_shapes", "robust_regression",
+                     "class_imbalance", "metric_learning", "segmentation", "gan", "optimizers",
+                     "numerical_stability", "hamming", "multitask", "analytic_vs_autodiff",
+                     "scale_out")
+
+
+def test_python_dash_m_lossjax_is_the_command(tmp_path):
+    import subprocess
+    done = subprocess.run([sys.executable, "-m", "lossjax", "lab", "--experiments",
+                           str(tmp_path / "none")], capture_output=True, text=True)
+    assert done.returncode == 2 and "no experiments folder at" in done.stderr
+
+
 def _check_consistent(out, names):
     """What an interrupted run may leave: complete results, or none; never a half one."""
-    from lossjax.experiments import load
+    from lossjax.lab import load
     done = []
     for name in names:
         record = load(out, name)                # raises LabError on anything half-written
@@ -138,9 +208,9 @@ def test_killed_at_any_point_a_rerun_completes_with_nothing_lost(tmp_path):
     import signal
     import subprocess
     import time
-    from pathlib import Path
     names = ("slow_a", "slow_b", "slow_c")
-    driver = [sys.executable, str(Path(__file__).with_name("_lab_driver.py")), str(tmp_path)]
+    out = tmp_path / "results"
+    driver = [sys.executable, str(Path(__file__).with_name("_lab_driver.py")), str(out)]
     env = dict(os.environ, LOSSJAX_CACHE="")
     progress = []
     for i, delay in enumerate((0.3, 1.0, 2.0, 0.5, 1.5, 2.5, 3.5)):
@@ -150,45 +220,47 @@ def test_killed_at_any_point_a_rerun_completes_with_nothing_lost(tmp_path):
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         start = None
         while proc.poll() is None:           # the clock starts when the first experiment does
-            if start is None and any(tmp_path.glob(f".slow_*.partial-{proc.pid}")):
+            if start is None and any(out.glob(f".slow_*.partial-{proc.pid}")):
                 start = time.monotonic()
             if start is not None and time.monotonic() - start >= delay:
                 proc.send_signal(signal.SIGINT if i == 2 else signal.SIGKILL)
                 break
             time.sleep(0.01)
         proc.wait(timeout=120)
-        progress.append(len(_check_consistent(tmp_path, names)))
+        progress.append(len(_check_consistent(out, names)))
     assert progress[0] < 3, progress          # the first kill did interrupt the run
     done = subprocess.run(driver, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert _check_consistent(tmp_path, names) == list(names)
+    assert _check_consistent(out, names) == list(names)
     assert done.stdout.count("(reused)") == progress[-1]        # finished work is kept
-    report = (tmp_path / "REPORT.md").read_text()
+    report = (out / "REPORT.md").read_text()
     assert all(f"Fake {n}" in report for n in names)
-    assert not list(tmp_path.glob(".*"))     # no partial, old or temporary files
+    assert not list(out.glob(".*"))     # no partial, old or temporary files
 
 
 def test_a_kill_between_the_two_renames_keeps_the_previous_result(fake, tmp_path):
     """The one non-atomic step (the previous result moved aside, the new one not yet in
     place) is repaired by the next run: the previous result comes back."""
-    run_lab(["fake"], out=tmp_path, **_quiet())
-    before = (tmp_path / "fake" / "result.json").read_text()
-    (tmp_path / "fake").rename(tmp_path / ".fake.old-4242")
-    (tmp_path / ".fake.partial-4242").mkdir()
-    records, _ = run_lab(["fake"], out=tmp_path, **_quiet())
-    assert len(fake) == 1                                         # restored, so reused
-    assert (tmp_path / "fake" / "result.json").read_text() == before
-    assert not list(tmp_path.glob(".*"))
+    out = tmp_path / "results"
+    run_lab(["fake"], out=out, **_quiet(fake))
+    before = (out / "fake" / "result.json").read_text()
+    (out / "fake").rename(out / ".fake.old-4242")
+    (out / ".fake.partial-4242").mkdir()
+    records, _ = run_lab(["fake"], out=out, **_quiet(fake))
+    assert fake.calls == [0]                                         # restored, so reused
+    assert (out / "fake" / "result.json").read_text() == before
+    assert not list(out.glob(".*"))
 
 
 def test_foreign_files_in_the_results_folder(fake, tmp_path):
     """A report path that is a folder is a clear error; files that only look like our
     leftovers are left alone."""
-    (tmp_path / "REPORT.md").mkdir()
+    out = tmp_path / "results"
+    (out / "REPORT.md").mkdir(parents=True)
     with pytest.raises(LabError, match="REPORT.md exists and is not a file"):
-        run_lab(["fake"], out=tmp_path, **_quiet())
-    (tmp_path / "REPORT.md").rmdir()
-    (tmp_path / ".notes.old-1").write_text("mine")
-    run_lab(["fake"], out=tmp_path, **_quiet())
-    assert (tmp_path / ".notes.old-1").read_text() == "mine"
-    assert not (tmp_path / "notes").exists()
+        run_lab(["fake"], out=out, **_quiet(fake))
+    (out / "REPORT.md").rmdir()
+    (out / ".notes.old-1").write_text("mine")
+    run_lab(["fake"], out=out, **_quiet(fake))
+    assert (out / ".notes.old-1").read_text() == "mine"
+    assert not (out / "notes").exists()

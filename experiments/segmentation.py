@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import lossjax as lj
-from lossjax.experiments._base import Result, figure, markdown_table
+from lossjax.lab import Result, figure, markdown_table
 
 FOREGROUNDS = (0.02, 0.005)
 

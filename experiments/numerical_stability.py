@@ -11,7 +11,7 @@ import numpy as np
 
 import lossjax as lj
 from lossjax.audit._oracle import x64
-from lossjax.experiments._base import Result, figure, markdown_table
+from lossjax.lab import Result, figure, markdown_table
 
 DTYPES = ("float16", "bfloat16", "float32")
 GAMMA = 2.0

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import lossjax as lj
-from lossjax.experiments._base import Result, figure, markdown_table
+from lossjax.lab import Result, figure, markdown_table
 
 GAMMAS = (0.0, 0.5, 1.0, 2.0, 5.0)
 

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import lossjax as lj
-from lossjax.experiments._base import Result, figure, markdown_table
+from lossjax.lab import Result, figure, markdown_table
 
 CLASSES, DIM, NUISANCE, EMBED = 10, 8, 8, 8
 

@@ -7,74 +7,11 @@ Speed: a jitted value-and-gradient step of one representative loss per family at
 size, best of alternating repeats after warm-up, analytic / autodiff time ratio (< 1: analytic
 faster).
 """
-import time
-
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import lossjax as lj
-from lossjax.experiments._base import Result, figure, markdown_table
-
-
-def _inputs(key, big):
-    """(family, loss name, args, kwargs) at a size where time is measurable."""
-    k = jax.random.split(key, 8)
-    n = 1 << (20 if big else 17)
-    x = jax.random.normal(k[0], (n,))
-    t = jax.random.normal(k[1], (n,))
-    bits = jax.random.bernoulli(k[2], 0.5, (n,)).astype(jnp.float32)
-    rows, classes = (4096, 1000) if big else (1024, 1000)
-    logits = jax.random.normal(k[3], (rows, classes))
-    labels = jax.random.randint(k[4], (rows,), 0, classes)
-    emb = jax.random.normal(k[5], (1024 if big else 256, 64))
-    emb_labels = jax.random.randint(k[6], (emb.shape[0],), 0, 16)
-    masks = jax.random.uniform(k[7], (32, 128, 128)) > 0.9
-    seq = jax.random.normal(k[3], (256, 64, 32))
-    seq_labels = jax.random.randint(k[4], (256, 64), 0, 32)
-    return [
-        ("regression", "huber", (x, t), {}),
-        ("regression", "log_cosh", (x, t), {}),
-        ("classification", "binary_cross_entropy_with_logits", (x, bits), {}),
-        ("classification", "cross_entropy", (logits, labels), {}),
-        ("classification", "focal_loss", (x, bits), {}),
-        ("metric", "mined_triplet", (emb, emb_labels), {}),
-        ("segmentation", "dice", (jax.random.normal(k[0], masks.shape),
-                                  masks.astype(jnp.float32)), {"activation": "sigmoid"}),
-        ("sequence", "soft_hamming", (seq, seq_labels), {}),
-        ("robust", "adaptive_robust", (x, t), {"alpha": 0.5}),
-        ("adversarial", "nonsaturating_generator", (x,), {}),
-    ]
-
-
-def paired_best(f, g, args, repeats):
-    """Best times of f and g over ``repeats`` alternating runs (robust to a noisy machine)."""
-    jax.block_until_ready((f(*args), g(*args)))
-    tf, tg = [], []
-    for _ in range(repeats):
-        for fn, out in ((f, tf), (g, tg)):
-            start = time.perf_counter()
-            jax.block_until_ready(fn(*args))
-            out.append(time.perf_counter() - start)
-    return min(tf), min(tg)
-
-
-def speed_rows(key, big, repeats):
-    """[family, loss, size, autodiff ms, analytic ms, ratio, max relative gradient difference]
-    for one representative loss per family (also used by benchmarks/bench_losses.py)."""
-    rows = []
-    for family, name, args, kwargs in _inputs(key, big):
-        loss = lj.get(name)
-        auto = jax.jit(jax.value_and_grad(lambda *a: loss(*a, **kwargs)))
-        fast = loss.with_analytic_vjp()
-        analytic = jax.jit(jax.value_and_grad(lambda *a: fast(*a, **kwargs)))
-        (_, ga), (_, gb) = auto(*args), analytic(*args)
-        agree = float(jnp.max(jnp.abs(ga - gb)) / (jnp.max(jnp.abs(ga)) + 1e-30))
-        t_auto, t_analytic = paired_best(auto, analytic, args, repeats)
-        size = "×".join(str(d) for d in args[0].shape)
-        rows.append([family, name, size, 1e3 * t_auto, 1e3 * t_analytic, t_analytic / t_auto,
-                     agree])
-    return rows
+from lossjax.lab import Result, analytic_speed, figure, markdown_table
 
 
 def run(config):
@@ -85,7 +22,7 @@ def run(config):
     notes = [r for r in rows if "note" in r.verdict]
     audit_table = lj.audit.to_markdown(rows)
 
-    speed = speed_rows(jax.random.PRNGKey(config.seed), config.full, config.pick(10, 40))
+    speed = analytic_speed(jax.random.PRNGKey(config.seed), config.full, config.pick(10, 40))
     ratios = {r[1]: r[5] for r in speed}
     fig, ax, save = figure(config, "speed.png",
                            "Value-and-gradient time: with_analytic_vjp() / autodiff",

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 import lossjax as lj
-from lossjax.experiments._base import Result, figure, markdown_table
+from lossjax.lab import Result, figure, markdown_table
 
 
 def _model(p, x):

@@ -1,5 +1,11 @@
 """Running experiments: atomic per-experiment results, resumable runs, REPORT.md.
 
+An *experiments folder* holds one module per question, each with ``run(config) -> Result``;
+an optional ``__init__.py`` gives their order as ``ORDER = ("name", ...)`` (otherwise the
+modules' names in alphabetical order), and modules whose names start with ``_`` are helpers
+the experiments share. The repository's ``experiments/`` is such a folder; a researcher's own
+folder works the same way (``lossjax lab --experiments DIR``).
+
 Layout of the output folder::
 
     OUT/REPORT.md                 summary table, then one section per experiment
@@ -9,37 +15,102 @@ Layout of the output folder::
 An experiment runs in ``OUT/.<name>.partial-<pid>``; only when its result.json is written and
 flushed is the folder renamed into place, so an interrupted run (Ctrl-C, kill -9, a crash)
 never leaves a half-written result: a re-run finds either the complete previous result or
-none. A result is reused when its config and code version match, unless ``force``.
+none. A result is reused when its config and code version match, unless ``force``; the code
+version of an experiment covers lossjax's sources, its own module and the folder's shared
+helpers, so editing one experiment re-runs that one only.
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
 import shutil
 import sys
 import time
 import traceback
+import types
 from pathlib import Path
 
-from lossjax.experiments._base import Config, Result
+from lossjax._console import progress_bar
+from lossjax.lab._base import Config, Result
 
 FORMAT = "lossjax-lab-result/1"
+DEFAULT_FOLDER = "experiments"
 
 
 class LabError(Exception):
     """A problem with the output folder or the request, reported in one line."""
 
 
-def code_version() -> str:
-    """Hash of every source file of the package: any change to lossjax re-runs the lab."""
-    root = Path(__file__).resolve().parents[1]
+def _digest(paths, root) -> str:
     h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
+    for path in paths:
         h.update(str(path.relative_to(root)).encode())
         h.update(path.read_bytes())
-    return h.hexdigest()[:16]
+    return h.hexdigest()
+
+
+def library_version() -> str:
+    """Hash of every source file of lossjax: any change to the library re-runs the lab."""
+    root = Path(__file__).resolve().parents[1]
+    return _digest(sorted(root.rglob("*.py")), root)[:16]
+
+
+class Experiments:
+    """The experiment modules of a folder (see the module docstring)."""
+
+    def __init__(self, folder=DEFAULT_FOLDER):
+        self.folder = Path(folder).resolve()
+        if not self.folder.is_dir():
+            raise LabError(f"no experiments folder at {folder}: run from the repository root "
+                           f"(where experiments/ is) or pass --experiments DIR.")
+        init = self.folder / "__init__.py"
+        # a package name of its own, so that experiments may import their shared helpers
+        # relatively and two folders never collide in sys.modules
+        self.package = "lossjax_lab_" + hashlib.sha256(str(self.folder).encode()).hexdigest()[:12]
+        if init.is_file():
+            spec = importlib.util.spec_from_file_location(
+                self.package, init, submodule_search_locations=[str(self.folder)])
+            package = importlib.util.module_from_spec(spec)
+            sys.modules[self.package] = package
+            spec.loader.exec_module(package)
+        else:
+            package = types.ModuleType(self.package)
+            package.__path__ = [str(self.folder)]
+            sys.modules[self.package] = package
+        modules = sorted(p.stem for p in self.folder.glob("*.py") if not p.stem.startswith("_"))
+        order = tuple(getattr(package, "ORDER", ()))
+        missing = [n for n in order if n not in modules]
+        if missing:
+            raise LabError(f"{init}: ORDER names {', '.join(missing)}, which have no module in "
+                           f"{self.folder}.")
+        self.names = order + tuple(n for n in modules if n not in order)
+        shared = sorted(p for p in self.folder.glob("_*.py"))
+        self._shared = _digest(shared, self.folder)
+        self._library = library_version()
+
+    def check(self, names):
+        unknown = [n for n in names if n not in self.names]
+        if unknown:
+            hints = [difflib.get_close_matches(n, self.names, 1) for n in unknown]
+            hint = "; ".join(f"{n!r} (did you mean {h[0]!r}?)" if h else repr(n)
+                             for n, h in zip(unknown, hints))
+            raise LabError(f"unknown experiment {hint}. Known: {', '.join(self.names)}.")
+
+    def module(self, name):
+        self.check([name])
+        importlib.invalidate_caches()        # modules written since the last import
+        return importlib.import_module(f"{self.package}.{name}")
+
+    def version(self, name) -> str:
+        """What a stored result of ``name`` must match to be reused: lossjax's sources, the
+        experiment's module and the folder's shared helpers."""
+        h = hashlib.sha256((self._library + self._shared).encode())
+        h.update((self.folder / f"{name}.py").read_bytes())
+        return h.hexdigest()[:16]
 
 
 def _atomic_write(path: Path, text: str):
@@ -93,8 +164,9 @@ def _clean_leftovers(out: Path):
         p.unlink(missing_ok=True)
 
 
-def run_one(name: str, config: Config, out: Path, version: str) -> dict:
-    module = importlib.import_module(f"lossjax.experiments.{name}")
+def run_one(experiments: Experiments, name: str, config: Config, out: Path) -> dict:
+    module = experiments.module(name)
+    version = experiments.version(name)
     partial = out / f".{name}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -121,28 +193,24 @@ def run_one(name: str, config: Config, out: Path, version: str) -> dict:
     return record
 
 
-def run_lab(names, *, full=False, seed=0, out="results", force=False, progress=True,
-            echo=print) -> tuple[list, list]:
-    """Run (or reuse) the named experiments in order and write ``out/REPORT.md``.
+def run_lab(names=None, *, experiments=DEFAULT_FOLDER, full=False, seed=0, out="results",
+            force=False, progress=True, echo=print) -> tuple[list, list]:
+    """Run (or reuse) the named experiments of the folder ``experiments`` (default: all of
+    them, in its order) and write ``out/REPORT.md``.
 
     Returns (records, failures): one record per finished experiment, and (name, message)
     for each experiment that raised (the others still run)."""
-    from lossjax.experiments import NAMES
+    experiments = experiments if isinstance(experiments, Experiments) else \
+        Experiments(experiments)
+    names = list(experiments.names) if names is None else list(names)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise LabError(f"--out {out} exists and is not a folder.")
-    unknown = [n for n in names if n not in NAMES]
-    if unknown:
-        import difflib
-        hints = [difflib.get_close_matches(n, NAMES, 1) for n in unknown]
-        hint = "; ".join(f"{n!r} (did you mean {h[0]!r}?)" if h else repr(n)
-                         for n, h in zip(unknown, hints))
-        raise LabError(f"unknown experiment {hint}. Known: {', '.join(NAMES)}.")
+    experiments.check(names)
     out.mkdir(parents=True, exist_ok=True)
     _clean_leftovers(out)
     config = Config(full=full, seed=seed)
-    version = code_version()
-    bar = _bar(len(names)) if progress else None
+    bar = progress_bar(len(names), "experiment") if progress else None
     if bar is not None:
         plain_echo = echo
 
@@ -155,12 +223,12 @@ def run_lab(names, *, full=False, seed=0, out="results", force=False, progress=T
             bar.set_description(name)
         record = None if force else load(out, name)
         fresh = (record is not None and record["config"] == config.key()
-                 and record["code_version"] == version)
+                 and record["code_version"] == experiments.version(name))
         if fresh:
             status = "reused"
         else:
             try:
-                record = run_one(name, config, out, version)
+                record = run_one(experiments, name, config, out)
                 status = f"{record['seconds']:.1f} s"
             except KeyboardInterrupt:
                 raise
@@ -176,29 +244,21 @@ def run_lab(names, *, full=False, seed=0, out="results", force=False, progress=T
         echo(f"[{i}/{len(names)}] {name}: {r.verdict} — {r.key_number} ({status})")
         if bar:
             bar.update()
-        write_report(out, config, version)
+        write_report(out, config, experiments)
     if bar:
         bar.close()
-    write_report(out, config, version)
+    write_report(out, config, experiments)
     return records, failures
 
 
-def _bar(total):
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, file=sys.stderr, leave=False, unit="experiment")
-
-
-def write_report(out: Path, config: Config, version: str):
-    """REPORT.md from every stored result in ``out`` (in catalogue order), written atomically."""
+def write_report(out: Path, config: Config, experiments: Experiments):
+    """REPORT.md from every stored result in ``out`` (in the folder's order), written
+    atomically."""
     if (out / "REPORT.md").exists() and not (out / "REPORT.md").is_file():
         raise LabError(f"{out / 'REPORT.md'} exists and is not a file; move it away or choose "
                        f"another --out.")
-    from lossjax.experiments import NAMES
     records = []
-    for name in NAMES:
+    for name in experiments.names:
         try:
             record = load(out, name)
         except LabError:
@@ -206,13 +266,15 @@ def write_report(out: Path, config: Config, version: str):
         if record is not None:
             records.append(record)
     lines = ["# lossjax lab report", "",
-             f"Configuration: {'full' if config.full else 'quick'}, seed {config.seed}; code "
-             f"version {version}. Reproduce with `lossjax lab{' --full' if config.full else ''}"
+             f"Configuration: {'full' if config.full else 'quick'}, seed {config.seed}; lossjax "
+             f"code version {library_version()}. Reproduce with "
+             f"`lossjax lab{' --full' if config.full else ''}"
              f"{f' --seed {config.seed}' if config.seed else ''}`.", "",
              "| # | experiment | claim | verdict | key number |", "|---|---|---|---|---|"]
     for i, rec in enumerate(records, 1):
         r = rec["result"]
-        stale = "" if rec["code_version"] == version and rec["config"] == config.key() else \
+        current = rec["code_version"] == experiments.version(rec["name"])
+        stale = "" if current and rec["config"] == config.key() else \
             " (from an earlier code version or config)"
         lines.append(f"| {i} | [{r.title}](#{_anchor(i, r.title)}) | {_cell(r.claim)} | "
                      f"**{r.verdict}**{stale} | {_cell(r.key_number)} |")

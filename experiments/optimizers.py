@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import lossjax as lj
-from lossjax.experiments._base import Result, figure, markdown_table
+from lossjax.lab import Result, figure, markdown_table
 
 # One setting per optimizer for every problem: step sizes stable on the condition-100
 # quadratic (L = 100), otherwise untuned; constant steps (adaptive methods then hover).

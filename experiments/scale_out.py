@@ -16,8 +16,8 @@ two accelerators: this module then re-runs itself in a subprocess with
 4. several hosts: 2 processes of 4 CPU devices each, joined by ``jax.distributed`` (gloo
    collectives) into one 8-device mesh: three losses and a minibatch fit vs one device.
 
-    python -m lossjax.experiments.scale_out --json OUT.json [--full] [--seed N]
-    python -m lossjax.experiments.scale_out --worker I --port P --json OUT.json   # one host
+    python experiments/scale_out.py --json OUT.json [--full] [--seed N]
+    python experiments/scale_out.py --worker I --port P --json OUT.json   # one host
 """
 from __future__ import annotations
 
@@ -260,7 +260,7 @@ def multi_process(seed: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "multi.json")
         workers = [subprocess.Popen(
-            [sys.executable, "-m", "lossjax.experiments.scale_out", "--worker", str(i),
+            [sys.executable, os.path.abspath(__file__), "--worker", str(i),
              "--port", str(port), "--json", path, "--seed", str(seed)], env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             for i in range(PROCESSES)]
@@ -309,7 +309,7 @@ def _in_subprocess(full: bool, seed: int) -> dict:
                           f" --xla_force_host_platform_device_count={DEVICES}").strip())
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "scale_out.json")
-        cmd = [sys.executable, "-m", "lossjax.experiments.scale_out", "--json", path,
+        cmd = [sys.executable, os.path.abspath(__file__), "--json", path,
                "--seed", str(seed)] + (["--full"] if full else [])
         done = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if done.returncode:
@@ -327,7 +327,7 @@ def _current_devices():
 
 
 def run(config):
-    from lossjax.experiments._base import Result, figure, markdown_table
+    from lossjax.lab import Result, figure, markdown_table
     if len(_current_devices()) >= 2:
         m = measure(config.full, config.seed)
     else:

@@ -15,7 +15,7 @@ import optax
 
 import lossjax as lj
 from lossjax.train import global_norm
-from lossjax.experiments._base import Result, figure, markdown_table
+from lossjax.lab import Result, figure, markdown_table
 
 MODES, RADIUS, STD = 8, 2.0, 0.05
 WIDTH, Z = 64, 2

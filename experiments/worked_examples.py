@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import lossjax as lj
-from lossjax.experiments._base import Result, figure, markdown_table
+from lossjax.lab import Result, figure, markdown_table
 
 X = np.arange(1.0, 6.0)
 Y = 2 * X + 1

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import lossjax as lj
-from lossjax.experiments._base import Result, figure, markdown_table
+from lossjax.lab import Result, figure, markdown_table
 
 FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4)
 LOSSES = {
