@@ -7,7 +7,9 @@ See :func:`check`, :func:`check_jacobian`, :func:`check_update`, :func:`catalog`
 :func:`precision_matrix` (the dtype matrix).
 """
 from lossjax.audit._catalog import audit_loss, catalog, to_markdown
-from lossjax.audit._check import KAPPA, check, check_jacobian
+from lossjax.audit._check import check
+from lossjax.audit._jacobian import check_jacobian
+from lossjax.audit._verdict import KAPPA
 from lossjax.audit._precision import PrecisionRow, precision_markdown, precision_matrix
 from lossjax.audit._report import AuditReport, Element, ProbeCheck
 from lossjax.audit._update import UpdateAudit, check_update

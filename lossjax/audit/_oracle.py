@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from lossjax._compile import fast_jit
+from lossjax.audit._flat import host_rng, one_hot_rows
 
 EPS64 = float(np.finfo(np.float64).eps)
 BASE_STEP = 2.0 ** -5          # times max(1, log1p|x_i|); refined where the estimate is poor
@@ -61,22 +63,23 @@ class Estimates:
 
 def _richardson(values, f0, h, magnitude):
     """Estimates from f at x + m h d for m in _MULTIPLIERS; values (..., 6, m), h (..., 1).
+    Host arithmetic (NumPy, float64): the compiled kernels only evaluate f.
 
     ``magnitude`` is the size of the terms f is computed from (sum |x_i df/dx_i|): when they
     cancel, rounding is relative to them, not to |f|."""
     F = [values[..., k, :] for k in range(6)]
-    scale = jnp.max(jnp.abs(values), axis=-2) + jnp.abs(f0) + magnitude
+    scale = np.max(np.abs(values), axis=-2) + np.abs(f0) + magnitude
     rounding = 2 * EPS64 * scale        # a few roundings of each evaluation of f
     d1, d2, d3 = (F[0] - F[5]) / (2 * h), (F[1] - F[4]) / h, (F[2] - F[3]) / (h / 2)
     r1a, r1b = (4 * d2 - d1) / 3, (4 * d3 - d2) / 3
     central = (16 * r1b - r1a) / 15
-    central_err = jnp.abs(central - r1b) + rounding / h * 4
+    central_err = np.abs(central - r1b) + rounding / h * 4
 
     def one_sided(G0, G1, G2, sign):
         p1, p2, p3 = sign * (G0 - f0) / h, sign * (G1 - f0) / (h / 2), sign * (G2 - f0) / (h / 4)
         q1a, q1b = 2 * p2 - p1, 2 * p3 - p2
         q2 = (4 * q1b - q1a) / 3
-        return q2, jnp.abs(q2 - q1b), p3
+        return q2, np.abs(q2 - q1b), p3
 
     right, right_err, right_raw = one_sided(F[0], F[1], F[2], 1.0)
     left, left_err, left_raw = one_sided(F[5], F[4], F[3], -1.0)
@@ -87,7 +90,7 @@ def _richardson(values, f0, h, magnitude):
     s3 = (F[2] - 2 * f0 + F[3]) / (h / 4) ** 2
     t1a, t1b = (4 * s2 - s1) / 3, (4 * s3 - s2) / 3
     second = (16 * t1b - t1a) / 15
-    second_err = jnp.abs(second - t1b) + rounding / h ** 2 * 64
+    second_err = np.abs(second - t1b) + rounding / h ** 2 * 64
 
     # One-sided second differences over [x, x + h/2] and [x, x + h]: for a smooth f their
     # left/right gap halves with the step; across a jump in f'' it stays.
@@ -98,7 +101,7 @@ def _richardson(values, f0, h, magnitude):
     right2, right2_big = sided(F[2], F[1], F[0])
     left2, left2_big = sided(F[3], F[4], F[5])
     noise = rounding / h ** 2 * 256
-    gap_small, gap_big = jnp.abs(right2 - left2), jnp.abs(right2_big - left2_big)
+    gap_small, gap_big = np.abs(right2 - left2), np.abs(right2_big - left2_big)
     jump = (gap_small > 0.75 * gap_big) & (gap_small > noise)
     return (central, central_err, left, right, left_raw, right_raw, side_err, second, second_err,
             left2, right2, jump, rounding / h * 4)
@@ -120,30 +123,20 @@ def _settle(est):
     return est
 
 
-@functools.partial(jax.jit, static_argnums=1)
-def _unit_vectors(index, n):
-    # Dense int8 rows, cast inside the kernels: measured 3x faster than building each unit
-    # vector inside the kernel, and 8x less memory than float64 rows.
-    return jax.nn.one_hot(index, n, dtype=jnp.int8)
+@fast_jit(static_argnums=0)
+def _fd_kernel(f, x, extra, directions, steps):
+    """f(x), and f at x + m h d (m in _MULTIPLIERS) along a chunk of directions d: one
+    compiled program per chunk shape."""
+    f0 = jnp.atleast_1d(jnp.asarray(f(x, extra), jnp.float64))
 
-
-@functools.partial(jax.jit, static_argnums=0)
-def _value_kernel(f, x, extra):
-    return jnp.atleast_1d(jnp.asarray(f(x, extra), jnp.float64))
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _fd_kernel(f, x, f0, magnitude, extra, directions, steps):
-    """Richardson estimates along a chunk of directions: one compiled call per chunk shape."""
     def along(d, h):
         d = d.astype(x.dtype)
         pts = x[None, :] + (h * jnp.asarray(_MULTIPLIERS))[:, None] * d[None, :]
-        vals = jax.vmap(lambda p: jnp.atleast_1d(f(p, extra)))(pts)
-        return _richardson(vals, f0, h, magnitude)
-    return jax.vmap(along)(directions, steps)
+        return jax.vmap(lambda p: jnp.atleast_1d(f(p, extra)))(pts)
+    return f0, jax.vmap(along)(directions, steps)
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@fast_jit(static_argnums=0)
 def _cs_kernel(f, x, extra, directions):
     """Complex-step derivatives along a chunk of directions."""
     def along(d):
@@ -156,31 +149,35 @@ class Oracle:
     """Finite-difference and complex-step derivatives of ``f(x, extra): R^n -> R^m`` at ``x``.
 
     ``magnitude`` (sum |x_i df/dx_i|, per output) sizes the rounding noise of f when its terms
-    cancel. ``f`` must be hashable (it is a static argument of the compiled kernels, so a second audit
-    of the same function with the same shapes reuses them) and take a flat float64 (or
+    cancel; ``outputs`` is m, the size of f's output. ``f`` must be hashable (it is a static
+    argument of the compiled kernels, so a second audit of the same function with the same
+    shapes reuses them) and take a flat float64 (or
     complex128) vector plus ``extra``, a pytree of the other arguments. Build it and call every
     method inside :func:`x64`. ``memory`` bounds the perturbed inputs held at once (bytes).
     """
 
-    def __init__(self, f, x, extra=(), memory=256 * 2 ** 20, magnitude=0.0):
+    def __init__(self, f, x, extra=(), memory=256 * 2 ** 20, magnitude=0.0, outputs=1):
         self.f = f
         self.extra = extra
-        self.magnitude = jnp.asarray(magnitude, jnp.float64)
-        self.x = jnp.asarray(x, jnp.float64)
+        self.magnitude = np.asarray(magnitude, np.float64)
+        self.x = np.asarray(x, np.float64)
         self.n = self.x.size
-        self.f0 = _value_kernel(f, self.x, extra)
-        self.m = self.f0.size
+        self.f0 = None          # f(x), from the first finite-difference call
+        self.m = int(outputs)   # the size of f's output
         per_direction = 8 * (self.n + self.m) * (len(_MULTIPLIERS) + 1)
         # A power of two up to 1024 directions a call: larger chunks measured slower (cache).
         fit = max(1, min(memory // per_direction, 1024))
         self.chunk = int(min(2 ** int(np.log2(fit)), 2 ** int(np.ceil(np.log2(max(self.n, 1))))))
         # Step scale grows like log|x| (as numdifftools): a logit of 1e4 still varies the
         # function on a scale of 1, so a step proportional to |x| would be far too coarse.
-        self.scale = jnp.maximum(jnp.log1p(jnp.abs(self.x)), 1.0)
+        self.scale = np.maximum(np.log1p(np.abs(self.x)), 1.0)
         self.complex_safe = None
 
     def _finite_differences(self, directions, steps):
-        return _fd_kernel(self.f, self.x, self.f0, self.magnitude, self.extra, directions, steps)
+        f0, values = _fd_kernel(self.f, self.x, self.extra, directions, steps)
+        if self.f0 is None:
+            self.f0 = np.asarray(f0)
+        return values
 
     def _complex(self, directions):
         return _cs_kernel(self.f, self.x, self.extra, directions)
@@ -194,9 +191,11 @@ class Oracle:
         if vectors is not None:
             d = np.asarray(vectors[lo:hi])
             return jnp.asarray(np.pad(d, ((0, self.chunk - d.shape[0]), (0, 0)))), hi - lo
-        d = np.zeros(self.chunk, np.int32)
+        # Dense int8 rows, cast inside the kernels: measured 3x faster than building each unit
+        # vector inside the kernel, and 8x less memory than float64 rows.
+        d = np.zeros(self.chunk, np.int64)
         d[:hi - lo] = np.asarray(index[lo:hi])
-        return _unit_vectors(jnp.asarray(d), self.n), hi - lo
+        return one_hot_rows(d, self.n), hi - lo
 
     # -- public -------------------------------------------------------------------------------
 
@@ -216,8 +215,10 @@ class Oracle:
             steps = np.zeros((self.chunk, 1))
             steps[:used, 0] = steps_all[lo:hi]
             pending.append((self._finite_differences(d, jnp.asarray(steps)), used))
-        parts = [[np.asarray(o)[:used] for o in out] for out, used in pending]
-        fields = [np.concatenate([p[k] for p in parts]) for k in range(13)]
+        values = np.concatenate([np.asarray(out)[:used] for out, used in pending])
+        with np.errstate(all="ignore"):       # inf/NaN evaluations are judged later
+            fields = _richardson(values, self.f0, np.asarray(steps_all)[:, None],
+                                 self.magnitude)
         return Estimates(*fields, step=np.asarray(steps_all))
 
     def refined(self, index, target, levels=4, second_target=None, doubt_target=None):
@@ -271,11 +272,11 @@ class Oracle:
         """Complex step is usable when f accepts complex input, its real part is f, and two
         random directional derivatives agree with the finite-difference estimate."""
         try:
-            probes = jax.random.normal(key, (2, self.n), jnp.float64)
+            probes = host_rng(key).standard_normal((2, self.n))
             with warnings.catch_warnings():   # a function that drops the imaginary part
                 warnings.simplefilter("ignore")   # fails the comparison below
                 cs = self.complex_step(vectors=probes)
-                real = np.asarray(self.f(self.x.astype(jnp.complex128), self.extra))
+                real = np.asarray(self.f(jnp.asarray(self.x, jnp.complex128), self.extra))
         except Exception:  # noqa: BLE001 - any failure means "not complex-safe"
             self.complex_safe = False
             return False
@@ -289,7 +290,7 @@ class Oracle:
 
     def sweep(self, direction_index, steps):
         """Central differences along one unit vector for a range of steps (for plots)."""
-        d = jax.nn.one_hot(direction_index, self.n, dtype=jnp.float64)
+        d = one_hot_rows([direction_index], self.n, np.float64)[0]
         out = []
         for h in steps:
             fp = np.asarray(jnp.atleast_1d(self.f(self.x + h * d, self.extra)))

@@ -16,16 +16,16 @@ the gradient, then divided by the dtype's machine epsilon: the table reads in un
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lossjax._compile import fast_jit
 from lossjax._loss import catalog as _catalog
 from lossjax.audit import _oracle
 from lossjax.audit._catalog import loss_calls
-from lossjax.audit._check import _to_float64
+from lossjax.audit._flat import _to_float64
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 KINDS = ("generic", "edge")
@@ -87,7 +87,7 @@ def _mixed(got, ref) -> float:
     return float(np.max(np.abs(got - ref)) / max(1.0, float(np.max(np.abs(ref)))))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
+@fast_jit(static_argnums=(0, 1))
 def _value_and_grad(value, grad, *inputs):
     """The value and the hand-derived ``grad`` (hashable calls of the audit: compiled once per
     loss, options and shapes), or autodiff w.r.t. the first input when ``grad`` is None."""

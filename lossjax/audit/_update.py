@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lossjax.audit import _oracle
-from lossjax.audit._check import KAPPA
+from lossjax.audit._verdict import KAPPA
 
 
 @dataclasses.dataclass
