@@ -1,8 +1,10 @@
 """Audit every catalogue entry's hand-derived gradient and Hessian diagonal."""
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import inspect
+import os
 
 import jax
 import jax.numpy as jnp
@@ -95,10 +97,17 @@ def audit_loss(loss, dtype="float64", kind="generic", key=None):
         return report
 
 
-def catalog(losses=None, dtypes=DTYPES, kinds=KINDS, progress=None) -> list[CatalogRow]:
-    """Audit every catalogue entry (or ``losses``) in each dtype at each sample kind."""
-    rows = []
-    for loss in losses or _catalog():
+def catalog(losses=None, dtypes=DTYPES, kinds=KINDS, progress=None,
+            workers=None) -> list[CatalogRow]:
+    """Audit every catalogue entry (or ``losses``) in each dtype at each sample kind.
+
+    ``workers`` threads (default: the number of CPUs, at most 4) audit different losses at
+    once: XLA compiles one loss's programs while Python traces the next one's."""
+    losses = list(losses or _catalog())
+    workers = workers or min(4, os.cpu_count() or 1)
+
+    def one(loss):
+        rows = []
         for dtype in dtypes:
             for kind in kinds:
                 report = audit_loss(loss, dtype, kind)
@@ -107,8 +116,14 @@ def catalog(losses=None, dtypes=DTYPES, kinds=KINDS, progress=None) -> list[Cata
                 kinks = len(report.kinks) + sum(len(s.kinks) for s in report.sub_reports)
                 rows.append(CatalogRow(loss.name, dtype, kind, report.ok, report.verdict, kinks,
                                        worst, report))
-        if progress is not None:
-            progress(loss.name)
+        return rows
+
+    rows = []
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        for loss, done in zip(losses, pool.map(one, losses)):
+            rows += done
+            if progress is not None:
+                progress(loss.name)
     return rows
 
 

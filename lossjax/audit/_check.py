@@ -21,9 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from lossjax._compile import fast_jit
+from lossjax._sampling import host_rng
 from lossjax.audit import _oracle, _report as R
-from lossjax.audit._flat import (
-    _Bound, _Flat, _FlatCall, _Key, _call, _select, _to_float64, host_rng)
+from lossjax.audit._flat import _Bound, _Flat, _FlatCall, _Key, _call, _select, _to_float64
 from lossjax.audit._hessian import _hessian_diagonal, _hessian_rows, _hessian_vector
 from lossjax.audit._modes import MAX_EXHAUSTIVE, _exhaustive, _magnitude, _probe_mode
 from lossjax.audit._verdict import KAPPA

@@ -184,14 +184,6 @@ def _to_float64(tree):
 
 
 
-def host_rng(key) -> np.random.Generator:
-    """A NumPy generator seeded by a JAX PRNG key: the audit's random directions and
-    perturbations are drawn on the host, so that no per-shape random-number program has to
-    be compiled."""
-    data = np.asarray(jax.random.key_data(key)).ravel()
-    return np.random.default_rng([int(v) for v in data])
-
-
 def one_hot_rows(index, n, dtype=np.int8) -> np.ndarray:
     """Unit vectors e_i for i in ``index``, as rows."""
     rows = np.zeros((len(index), n), dtype)

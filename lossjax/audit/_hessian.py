@@ -9,7 +9,8 @@ import numpy as np
 
 from lossjax._compile import fast_jit
 from lossjax.audit import _oracle, _report as R
-from lossjax.audit._flat import _FlatCall, _select, _to_float64, host_rng, one_hot_rows
+from lossjax._sampling import host_rng
+from lossjax.audit._flat import _FlatCall, _select, _to_float64, one_hot_rows
 from lossjax.audit._verdict import _classify, _counts, _elements, _verdict
 
 LOCALISE = 256          # sampled diagonal elements beyond the exhaustive size

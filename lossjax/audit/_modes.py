@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 
+from lossjax._sampling import host_rng
 from lossjax.audit import _oracle, _report as R
-from lossjax.audit._flat import host_rng
 from lossjax.audit._verdict import _classify, _counts, _elements, _hull_slack, _verdict
 
 MAX_EXHAUSTIVE = 10_000

@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from lossjax._compile import fast_jit
-from lossjax.audit._flat import host_rng, one_hot_rows
+from lossjax._sampling import host_rng
+from lossjax.audit._flat import one_hot_rows
 
 EPS64 = float(np.finfo(np.float64).eps)
 BASE_STEP = 2.0 ** -5          # times max(1, log1p|x_i|); refined where the estimate is poor

@@ -191,7 +191,7 @@ def _binary_logits_sample(hyper, edge_hyper):
         k1, k2 = jax.random.split(key)
         if kind == "generic":
             z = _sampling.normal(k1, _sampling.GENERIC_SHAPE, dtype, 3.0)
-            t = jax.random.bernoulli(k2, 0.3, _sampling.GENERIC_SHAPE).astype(dtype)
+            t = _sampling.bernoulli(k2, 0.3, _sampling.GENERIC_SHAPE, dtype)
             return Sample((z, t), _sampling.hyper(hyper, dtype))
         s = _sampling.saturating(dtype)
         z = [s, s, s, -s, -s, -s, 0, 0, 30, -30, 2]

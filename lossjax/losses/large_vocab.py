@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from lossjax import _checks, _domain
+from lossjax import _checks, _domain, _sampling
 from lossjax._loss import Sample, Terms, loss
 from lossjax.losses._common import explicit_sharding
 
@@ -250,10 +250,10 @@ def _sample(key, dtype, kind):
     z-loss, smoothing and an ignored token."""
     k1, k2, k3, k4 = jax.random.split(key, 4)
     n, d, v = 7, 5, 11
-    hidden = jax.random.normal(k1, (n, d), dtype)
-    weight = jax.random.normal(k2, (d, v), dtype) / np.sqrt(d)
-    bias = 0.1 * jax.random.normal(k3, (v,), dtype)
-    labels = jax.random.randint(k4, (n,), 0, v)
+    hidden = _sampling.normal(k1, (n, d), dtype)
+    weight = _sampling.normal(k2, (d, v), dtype, 1 / np.sqrt(d))
+    bias = _sampling.normal(k3, (v,), dtype, 0.1)
+    labels = _sampling.integers(k4, (n,), 0, v)
     kwargs = {"bias": bias, "token_block": 3, "vocab_block": 4}
     if kind == "edge":
         hidden = hidden * 30.0                  # logits of tens to hundreds: saturated softmax

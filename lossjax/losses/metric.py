@@ -173,7 +173,7 @@ def _pair_sample(key, dtype, kind):
     if kind == "generic":
         x1 = _sampling.normal(k1, (6, 3), dtype)
         x2 = _sampling.normal(k2, (6, 3), dtype)
-        same = jax.random.bernoulli(k3, 0.5, (6,)).astype(dtype)
+        same = _sampling.bernoulli(k3, 0.5, (6,), dtype)
         return Sample((x1, x2, same), {"pos_margin": 0.25, "neg_margin": 2.0})
     x1 = jnp.asarray([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0], [3.0, 4.0], [1.0, 0.0]], dtype)
     x2 = jnp.asarray([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]], dtype)
@@ -501,7 +501,7 @@ def _mining_sample(key, dtype, kind):
     if kind == "generic":
         centers = jnp.asarray([[2.0, 0.0], [-2.0, 0.0], [0.0, 2.0]])
         labels = jnp.asarray([0, 0, 1, 1, 2, 2, 0, 1], jnp.int32)
-        e = (centers[labels] + jax.random.normal(k1, (8, 2))).astype(dtype)
+        e = (centers[labels] + _sampling.normal(k1, (8, 2), jnp.float32)).astype(dtype)
         return Sample((e, labels), {"margin": 0.5})
     e = jnp.asarray([[0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [0.0, 4.0]], dtype)
     return Sample((e, jnp.asarray([0, 0, 1, 1, 2], jnp.int32)), {"margin": 1.0})

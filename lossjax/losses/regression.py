@@ -180,7 +180,7 @@ def _poisson_sample(key, dtype, kind):
     k1, k2 = jax.random.split(key)
     if kind == "generic":
         rates = _sampling.normal(k1, _sampling.GENERIC_SHAPE, dtype)
-        counts = jax.random.poisson(k2, 2.0, _sampling.GENERIC_SHAPE).astype(dtype)
+        counts = _sampling.poisson(k2, 2.0, _sampling.GENERIC_SHAPE, dtype)
         return Sample((rates, counts), {})
     log_rates = jnp.asarray([-40.0, -40.0, 0.0, 0.0, 8.0, 8.0, 3.0], dtype)
     counts = jnp.asarray([0.0, 3.0, 0.0, 1.0, 0.0, 2000.0, 1.0], dtype)

@@ -103,7 +103,7 @@ def _ctc_sample(key, dtype, kind):
     k1, k2 = jax.random.split(key)
     if kind == "generic":
         logits = _sampling.normal(k1, (2, 6, 4), dtype, 1.5)
-        labels = jax.random.randint(k2, (2, 3), 1, 4, dtype=jnp.int32)
+        labels = _sampling.integers(k2, (2, 3), 1, 4)
         label_paddings = jnp.asarray([[0, 0, 0], [0, 0, 1]], dtype)
         logit_paddings = jnp.asarray([[0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1]], dtype)
         return Sample((logits, labels), {"logit_paddings": logit_paddings,
