@@ -73,12 +73,15 @@ def _catalogue_case(loss, key, batch):
     return f, s.args, dynamic, weights, where
 
 
-def catalogue(meshes, seed, batch):
-    """{loss: {mesh kind: max relative difference}} over every catalogue loss."""
+def catalogue(meshes, seed, batch, losses=None):
+    """{loss: {mesh kind: max relative difference}} over every catalogue loss (or
+    ``losses``)."""
     import jax
     import lossjax as lj
     rows = {}
     for i, loss in enumerate(lj.catalog()):
+        if losses is not None and loss.name not in losses:
+            continue
         f, args, kwargs, weights, where = _catalogue_case(
             loss, jax.random.fold_in(jax.random.PRNGKey(seed), i), batch)
         f = jax.jit(f)

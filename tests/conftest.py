@@ -1,4 +1,14 @@
-import jax
+import os
+
+# Before JAX starts: one test session with 8 simulated CPU devices, so that the mesh tests run
+# in-process (tests/test_sharding.py), and XLA's fast-compiling CPU options (what
+# lossjax._compile.fast_jit gives the audit): the suite's arrays are small, compiling them
+# costs far more than running them.
+os.environ["XLA_FLAGS"] = " ".join([
+    os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8",
+    "--xla_cpu_use_fusion_emitters=false"]).strip()
+
+import jax  # noqa: E402
 
 # Tests compare in float64; float32/16 cases pass explicit dtypes.
 jax.config.update("jax_enable_x64", True)
