@@ -14,7 +14,6 @@ import numpy as np
 import optax
 
 import lossjax as lj
-from lossjax.train import global_norm
 from lossjax.lab import Result, figure, markdown_table
 
 MODES, RADIUS, STD = 8, 2.0, 0.05
@@ -89,7 +88,7 @@ def _train(variant, g0, d0, key, steps, batch):
         gl, gg = jax.value_and_grad(gen_objective)(g)
         ug, sg = tx.update(gg, sg, g)
         g = optax.apply_updates(g, ug)
-        return (g, d, sg, sd), (global_norm(gg), dl, gl)
+        return (g, d, sg, sd), (optax.tree_utils.tree_norm(gg), dl, gl)
 
     @jax.jit
     def loop(g0, d0, keys):
@@ -136,7 +135,7 @@ def run(config):
     for name in ("minimax", "non-saturating"):
         g_loss = VARIANTS[name][1]
         grad = jax.grad(lambda g: g_loss(_critic(d_trained)(_mlp(g, z))))(g0)
-        saturation[name] = float(global_norm(grad))
+        saturation[name] = float(optax.tree_utils.tree_norm(grad))
     ratio = saturation["non-saturating"] / max(saturation["minimax"], 1e-30)
 
     # 2. full training of every variant

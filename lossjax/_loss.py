@@ -165,8 +165,7 @@ class Loss:
         first = next(iter(self._signature.parameters))
         predictions = _checks.floating(self.name, first, bound.arguments[first])
         out_dtype = predictions.dtype
-        arguments = {k: _upcast(v) for k, v in bound.arguments.items()}
-        arguments[first] = _upcast(predictions)
+        arguments = {k: _upcast(v) for k, v in {**bound.arguments, first: predictions}.items()}
         positional = [arguments[p.name] for p in self._signature.parameters.values()
                       if p.kind is not inspect.Parameter.KEYWORD_ONLY]
         keywords = {p.name: arguments[p.name] for p in self._signature.parameters.values()
@@ -177,8 +176,7 @@ class Loss:
         return terms, weights, where, out_dtype
 
     def _value(self, bound, reduction, weights, where):
-        terms, w, m, out_dtype = self._terms(bound, reduction, weights, where)
-        return _reduce.reduce(terms.value, reduction, w, m, terms.normalizer).astype(out_dtype)
+        return _reduced(*self._terms(bound, reduction, weights, where), reduction)
 
     def __call__(self, *args, reduction="mean", weights=None, where=None, **kwargs):
         bound = self._bind(args, kwargs)
@@ -319,11 +317,12 @@ def _with_analytic_derivative(loss: Loss, bound, reduction, weights, where):
 
     def tangent_rule(primals, tangents):
         b, w, m = rebuild(primals)
-        out = loss._value(b, reduction, w, m)
+        prepared = loss._terms(b, reduction, w, m)      # traced once for value and tangent
+        out = _reduced(*prepared, reduction)
         tangent_out = jnp.zeros_like(out)
         for i, (name, t) in enumerate(zip(names, tangents)):
             if name == first and not isinstance(t, jax.custom_derivatives.SymbolicZero):
-                tangent_out = tangent_out + _analytic_tangent(loss, b, reduction, w, m, t)
+                tangent_out = tangent_out + _analytic_tangent(*prepared, reduction, t)
         others = [i for i, (n, t) in enumerate(zip(names, tangents))
                   if n != first and not isinstance(t, jax.custom_derivatives.SymbolicZero)
                   and jnp.issubdtype(primals[i].dtype, jnp.inexact)]
@@ -342,9 +341,14 @@ def _with_analytic_derivative(loss: Loss, bound, reduction, weights, where):
     return f(*[inputs[n] for n in names])
 
 
-def _analytic_tangent(loss: Loss, bound, reduction, weights, where, tangent):
+def _reduced(terms, weights, where, out_dtype, reduction):
+    """The reduced value, in the predictions' dtype."""
+    return _reduce.reduce(terms.value, reduction, weights, where,
+                          terms.normalizer).astype(out_dtype)
+
+
+def _analytic_tangent(terms, weights, where, out_dtype, reduction, tangent):
     """sum_k d(value_i)/d(pred_ik) * tangent_ik, reduced like the value: linear in tangent."""
-    terms, w, m, out_dtype = loss._terms(bound, reduction, weights, where)
     tangent = _upcast(tangent).astype(terms.value.dtype)
     if terms.jvp is not None:
         directional = terms.jvp(tangent)
@@ -352,7 +356,7 @@ def _analytic_tangent(loss: Loss, bound, reduction, weights, where, tangent):
         directional = terms.grad() * tangent
         if terms.class_axis is not None:
             directional = jnp.sum(directional, axis=terms.class_axis)
-    return _reduce.reduce(directional, reduction, w, m, terms.normalizer).astype(out_dtype)
+    return _reduced(terms._replace(value=directional), weights, where, out_dtype, reduction)
 
 
 def _sum_to_shape(x, shape):

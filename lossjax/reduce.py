@@ -57,6 +57,7 @@ def prepare(loss: str, shape, dtype, weights=None, where=None, mask=None):
 
 def reduce(values, reduction="mean", weights=None, where=None, normalizer=None):
     """Reduce per-element ``values``; ``weights``/``where``/``normalizer`` as prepared above."""
+    check_reduction("reduce", reduction)
     weighted = values if weights is None else weights * values
     if where is not None:
         weighted = jnp.where(where, weighted, jnp.zeros((), values.dtype))

@@ -22,7 +22,7 @@ import optax
 from lossjax import sharding as _sharding
 from lossjax.optim import make
 
-__all__ = ["FitResult", "History", "NonFiniteLoss", "fit", "fit_many", "global_norm"]
+__all__ = ["FitResult", "History", "NonFiniteLoss", "fit", "fit_many"]
 
 
 class History(NamedTuple):
@@ -89,12 +89,6 @@ def _all_finite(tree):
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
               if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
     return functools.reduce(jnp.logical_and, leaves, jnp.asarray(True))
-
-
-def global_norm(tree):
-    """√(Σ x²) over every leaf of a pytree (what the history records for gradients and
-    updates)."""
-    return jnp.sqrt(sum(jnp.sum(jnp.abs(x) ** 2) for x in jax.tree_util.tree_leaves(tree)))
 
 
 def _leading_size(who, data):
@@ -189,8 +183,8 @@ def _run(loss_fn, optimizer, steps, batch_size, batch_sharding, params, data, ke
                                                (new_params, new_state), (params, state))
         nan = jnp.asarray(jnp.nan, jnp.result_type(value, jnp.float32))
         record = (jnp.where(running, value, nan).astype(nan.dtype),
-                  jnp.where(running, global_norm(grads), nan).astype(nan.dtype),
-                  jnp.where(keep, global_norm(updates), nan).astype(nan.dtype))
+                  jnp.where(running, optax.tree_utils.tree_norm(grads), nan).astype(nan.dtype),
+                  jnp.where(keep, optax.tree_utils.tree_norm(updates), nan).astype(nan.dtype))
         return (params, state, order, stopped_at), record
 
     order = jnp.arange(n if n is not None else 1)

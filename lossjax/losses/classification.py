@@ -435,8 +435,6 @@ def cross_entropy(logits, labels, *, axis=-1, weight=None, ignore_index=-100,
     z = jnp.moveaxis(logits, ax, -1)
     num_classes = z.shape[-1]
     w = _class_weight(name, weight, num_classes, z.dtype)
-    lp = jax.nn.log_softmax(z, axis=-1)
-    p = lambda: jnp.exp(lp)  # noqa: E731
     eps = label_smoothing
     labels_arr = jnp.asarray(labels)
     if jnp.issubdtype(labels_arr.dtype, jnp.floating):
@@ -445,6 +443,8 @@ def cross_entropy(logits, labels, *, axis=-1, weight=None, ignore_index=-100,
                 f"{name}: `labels` are floating ({_checks.describe(labels_arr)}), so they are "
                 f"read as probability targets, which must have the logits' shape "
                 f"{tuple(logits.shape)}. For class indices pass an integer array.")
+        lp = jax.nn.log_softmax(z, axis=-1)       # only probability targets need all of it
+        p = lambda: jnp.exp(lp)  # noqa: E731
         t = jnp.moveaxis(labels_arr.astype(z.dtype), ax, -1)
         t = (1 - eps) * t + eps / num_classes
         wt = t if w is None else w * t

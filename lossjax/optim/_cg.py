@@ -21,9 +21,7 @@ class NonlinearCGState(NamedTuple):
     prev_direction: optax.Updates  # previous search direction (before the line-search step)
 
 
-def _vdot(a, b):
-    return sum(jnp.vdot(x, y).real for x, y in zip(jax.tree_util.tree_leaves(a),
-                                                   jax.tree_util.tree_leaves(b)))
+_vdot = optax.tree_utils.tree_vdot
 
 
 def scale_by_nonlinear_cg(method: str = "polak_ribiere", restart_every: int | None = None,
