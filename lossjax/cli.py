@@ -17,6 +17,7 @@ import importlib
 import sys
 import time
 
+from lossjax._compile import classic_cpu_emitters
 from lossjax._console import progress_bar
 
 
@@ -174,6 +175,7 @@ def _audit_target(args) -> int:
 
 def _lab(args) -> int:
     """Run the experiments (all by default) and write OUT/REPORT.md; exit 1 if any raised."""
+    classic_cpu_emitters()
     _compilation_cache()
     import jax
     from lossjax import lab
@@ -195,7 +197,7 @@ def _lab(args) -> int:
     try:
         with jax.default_device(device):
             records, failures = lab.run_lab(
-                names, experiments=experiments, full=args.full, seed=args.seed, out=args.out, force=args.force,
+                names, experiments=experiments, jobs=args.jobs, full=args.full, seed=args.seed, out=args.out, force=args.force,
                 echo=lambda line: print(line, flush=True))
     except lab.LabError as e:
         raise UsageError(str(e)) from None
@@ -237,6 +239,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="results", help="output folder (default: results)")
     p.add_argument("--device", default="cpu", help="JAX backend: cpu (default), gpu, tpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=None,
+                   help="experiments run at once (default: 2 on a machine with 2+ CPUs)")
     p.add_argument("--force", action="store_true",
                    help="re-run experiments even when a result for this config and code exists")
     p.set_defaults(run=_lab)

@@ -1,5 +1,6 @@
 """The Loss object behaves like a plain function under every JAX transformation, and carries
 its catalogue data."""
+import functools
 import inspect
 import os
 import subprocess
@@ -7,8 +8,10 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import chex
 import numpy as np
 import pytest
+from absl.testing import parameterized
 
 import lossjax as lj
 from conftest import NAMES, sample
@@ -69,29 +72,83 @@ def test_samples_are_valid_and_seeded(name):
         loss.sample(jax.random.PRNGKey(0), kind="typical")
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_jit_vmap_and_forward_mode_like_a_plain_function(name):
+@functools.lru_cache(maxsize=None)
+def _jitted_reference(name):
+    """value, .grad, sum and count in one compiled program: what the eager variant must equal."""
     loss = lj.get(name)
     args, kwargs = sample(loss)
-    f = lambda q, *r: loss(q, *r, **kwargs)  # noqa: E731
-    eager = f(*args)
-    np.testing.assert_allclose(jax.jit(f)(*args), eager, rtol=1e-13)
+    return jax.device_get(jax.jit(functools.partial(_invariants, loss, kwargs))(*args))
+
+
+def _invariants(loss, kwargs, *args):
+    out = {"value": loss(*args, **kwargs), "sum": loss(*args, reduction="sum", **kwargs),
+           "count": loss.count(*args, **kwargs),
+           "none": loss(*args, reduction="none", **kwargs)}
     if loss.has_grad:
-        g = loss.grad(*args, **kwargs)
-        np.testing.assert_allclose(jax.jit(lambda *a: loss.grad(*a, **kwargs))(*args), g,
-                                   rtol=1e-13, atol=1e-15 * float(jnp.max(jnp.abs(g))))
-    # vmap over a new leading batch axis = a Python loop
+        out["grad"] = loss.grad(*args, **kwargs)
+    return out
+
+
+class LossObjectUnderJitAndEagerly(chex.TestCase):
+    """The Loss-object invariants hold the same with and without jit (chex.variants)."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(*[(name, name) for name in NAMES])
+    def test_value_grad_sum_and_count(self, name):
+        loss = lj.get(name)
+        args, kwargs = sample(loss)
+        out = self.variant(functools.partial(_invariants, loss, kwargs))(*args)
+        chex.assert_shape(out["value"], ())
+        chex.assert_type([out["value"], out["sum"]], args[0].dtype)
+        chex.assert_tree_all_finite(out)
+        chex.assert_trees_all_close(out["sum"], out["value"] * out["count"], rtol=1e-12,
+                                    atol=1e-12)
+        chex.assert_trees_all_close(out["sum"], jnp.sum(out["none"]), rtol=1e-12, atol=1e-12)
+        if loss.has_grad:
+            chex.assert_equal_shape([out["grad"], args[0]])
+            chex.assert_type(out["grad"], args[0].dtype)
+        # eager and jit agree (the jit variant checks the compiled program against itself)
+        chex.assert_trees_all_close(out, _jitted_reference(name), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_vmap_and_forward_mode_like_a_plain_function(name):
+    loss = lj.get(name)
+    args, kwargs = sample(loss)
+    f = lambda *a: loss(*a, **kwargs)  # noqa: E731
+    # vmap over a new leading batch axis = a loop, in one compiled program
     args2, _ = sample(loss, seed=1)
     stacked = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), args, args2)
-    batched = jax.vmap(f)(*stacked)
-    np.testing.assert_allclose(batched, [eager, f(*args2)], rtol=1e-13)
+    both = jax.jit(lambda s, a, b: (jax.vmap(f)(*s), f(*a), f(*b)))
+    batched, first, second = both(stacked, args, args2)
+    chex.assert_trees_all_close(batched, jnp.stack([first, second]), rtol=1e-13)
     # forward mode equals reverse mode (where the loss supports forward mode)
     if not loss.forward_mode:
         with pytest.raises(TypeError, match="forward-mode"):
             jax.jacfwd(f)(*args)
         return
-    fwd = jax.jacfwd(f)(*args)
-    np.testing.assert_allclose(fwd, jax.grad(f)(*args), rtol=1e-10, atol=1e-14)
+    fwd, rev = jax.jit(lambda *a: (jax.jacfwd(f)(*a), jax.grad(f)(*a)))(*args)
+    chex.assert_trees_all_close(fwd, rev, rtol=1e-10, atol=1e-14)
+
+
+def _split(kwargs):
+    arrays = {k: v for k, v in kwargs.items() if hasattr(v, "shape")}
+    return arrays, {k: v for k, v in kwargs.items() if k not in arrays}
+
+
+def test_a_loss_and_its_grad_compile_once_and_never_retrace_on_new_values():
+    for loss in (lj.huber, lj.cross_entropy, lj.ntxent, lj.dice, lj.linear_cross_entropy):
+        _, static = _split(loss.sample(jax.random.PRNGKey(0), jnp.float32).kwargs)
+
+        @jax.jit
+        @chex.assert_max_traces(n=1)
+        def step(args, arrays, loss=loss, static=static):
+            return loss(*args, **arrays, **static), loss.grad(*args, **arrays, **static)
+
+        for seed in range(3):                   # new values, same shapes and dtypes
+            s = loss.sample(jax.random.PRNGKey(seed), jnp.float32)
+            step(s.args, _split(s.kwargs)[0])
+    chex.clear_trace_counter()
 
 
 def test_hessian_of_a_loss():

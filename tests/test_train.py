@@ -2,6 +2,7 @@
 epoch, non-finite steps are caught, fit_many equals separate fits."""
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,8 +37,7 @@ def test_fit_equals_a_python_loop_of_optax_updates():
     np.testing.assert_allclose(h["loss"], losses, rtol=1e-12)
     np.testing.assert_allclose(h["grad_norm"], gnorms, rtol=1e-12)
     np.testing.assert_allclose(h["update_norm"], unorms, rtol=1e-12)
-    for k in p:
-        np.testing.assert_allclose(result.params[k], p[k], rtol=1e-12)
+    chex.assert_trees_all_close(result.params, p, rtol=1e-12)
     assert result.ok and int(result.stopped_at) == -1
     assert isinstance(result.history.loss, jax.Array)          # on device until asked for
 
@@ -148,3 +148,18 @@ def test_fit_many_refuses_mismatched_runs():
                           loss_hparams={"delta": jnp.ones(2)})
     with pytest.raises(ValueError, match="nothing to sweep"):
         lj.train.fit_many(linear_loss, P0, DATA, "sgd", 5)
+
+
+def test_fit_and_fit_many_compile_once_per_signature_and_never_retrace_on_new_values():
+    """The loss is traced while fit / fit_many compile; new data, initial parameters and
+    swept values of the same shapes reuse the compiled programs (chex.assert_max_traces
+    raises on any further trace)."""
+    counted = chex.assert_max_traces(linear_loss, n=2)   # fit's program and fit_many's
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        data = {"x": jnp.asarray(rng.normal(size=(24, 3))), "y": jnp.asarray(rng.normal(size=24))}
+        p0 = {"w": jnp.asarray(rng.normal(size=3)), "b": jnp.zeros(())}
+        lj.train.fit(counted, p0, data, "adam", 5)
+        lj.train.fit_many(counted, p0, data, "sgd", 5,
+                          hparams={"learning_rate": jnp.asarray(rng.uniform(0.01, 0.1, 4))})
+    chex.clear_trace_counter()

@@ -75,14 +75,14 @@ def _plain(x):
 
 def figure(config: Config, file: str, title: str, xlabel: str, ylabel: str, *, ncols=1,
            size=(6.0, 4.0)):
-    """A matplotlib figure (Agg) with its title and axis labels set; returns (fig, axes) and a
+    """A matplotlib figure with its title and axis labels set; returns (fig, axes) and a
     ``save()`` that writes ``config.out/file`` and returns ``(file, title)`` for
-    ``Result.figures``."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, ncols, figsize=(size[0] * ncols, size[1]), squeeze=False)
-    axes = axes[0]
+    ``Result.figures``. The figure is a ``matplotlib.figure.Figure`` with its own Agg canvas,
+    not a pyplot figure: nothing global changes (a notebook's backend stays as it is) and
+    experiments may run in threads."""
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(size[0] * ncols, size[1]))
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
     fig.suptitle(title)
     for ax in axes:
         ax.set_xlabel(xlabel)
@@ -96,7 +96,6 @@ def figure(config: Config, file: str, title: str, xlabel: str, ylabel: str, *, n
                     ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(Path(config.out) / file, dpi=90)
-        plt.close(fig)
         return (file, title)
     return fig, (axes if ncols > 1 else axes[0]), save
 
