@@ -215,14 +215,43 @@ def _check_common(who, loss_fn, data, steps, batch_size):
                              f"examples in `data`), got {batch_size!r}.")
 
 
+_SCALAR_CHECKED: set = set()     # (loss_fn, argument signature) already traced and found scalar
+
+
+def _signature(tree):
+    """The structure, shapes and dtypes of a pytree; other leaves by value (or identity)."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+
+    def key(x):
+        if hasattr(x, "shape") and hasattr(x, "dtype"):
+            return ("array", tuple(x.shape), str(x.dtype))
+        try:
+            hash(x)
+            return ("value", x)
+        except TypeError:
+            return ("id", id(x))
+    return treedef, tuple(key(x) for x in leaves)
+
+
 def _check_scalar(who, loss_fn, params, data, loss_kwargs):
+    """loss_fn must return a float scalar: traced once per signature, like the compiled loop
+    (a check per call would trace the loss again on every call)."""
     args = (params,) if data is None else (params, data)
+    try:
+        signature = (loss_fn, _signature((args, loss_kwargs)))
+        hash(signature)
+    except TypeError:                                    # an unhashable loss_fn: check always
+        signature = None
+    if signature is not None and signature in _SCALAR_CHECKED:
+        return
     out = jax.eval_shape(lambda *a: loss_fn(*a, **loss_kwargs), *args)
     if not hasattr(out, "shape") or out.shape != () or not jnp.issubdtype(out.dtype,
                                                                            jnp.floating):
         got = out if not hasattr(out, "shape") else f"{out.dtype}{list(out.shape)}"
         raise ValueError(f"{who}: `loss_fn` must return a floating-point scalar, got {got}. "
                          f"Reduce it (e.g. reduction='mean').")
+    if signature is not None:
+        _SCALAR_CHECKED.add(signature)
 
 
 def _on_mesh(who, mesh, batch_axis, param_specs, params, data, batch_size):

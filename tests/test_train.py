@@ -151,10 +151,11 @@ def test_fit_many_refuses_mismatched_runs():
 
 
 def test_fit_and_fit_many_compile_once_per_signature_and_never_retrace_on_new_values():
-    """The loss is traced while fit / fit_many compile; new data, initial parameters and
-    swept values of the same shapes reuse the compiled programs (chex.assert_max_traces
-    raises on any further trace)."""
-    counted = chex.assert_max_traces(linear_loss, n=2)   # fit's program and fit_many's
+    """The loss is traced three times: to check that it returns a scalar, and as fit's and
+    fit_many's programs compile; new data, initial parameters and swept values of the same
+    shapes reuse all three (chex.assert_max_traces raises on any further trace)."""
+    chex.clear_trace_counter()
+    counted = chex.assert_max_traces(linear_loss, n=3)
     for seed in range(3):
         rng = np.random.default_rng(seed)
         data = {"x": jnp.asarray(rng.normal(size=(24, 3))), "y": jnp.asarray(rng.normal(size=24))}
