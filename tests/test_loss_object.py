@@ -66,7 +66,7 @@ def test_samples_are_valid_and_seeded(name):
         b = loss.sample(jax.random.PRNGKey(5), jnp.float32, kind)
         assert isinstance(a, lj.Sample)
         assert a.args[0].dtype == jnp.float32
-        jax.tree_util.tree_map(np.testing.assert_array_equal, a.args, b.args)
+        chex.assert_trees_all_equal(a, b)
         assert np.isfinite(float(loss(*a.args, **a.kwargs)))
     with pytest.raises(ValueError, match="`kind` must be 'generic' or 'edge'"):
         loss.sample(jax.random.PRNGKey(0), kind="typical")

@@ -1,5 +1,6 @@
 """lj.optim: every optimizer reaches known optima; line-search methods terminate like the theory
 says; the paper-written reference rules equal optax; bad hyperparameters are refused."""
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -147,9 +148,8 @@ def test_cg_works_on_pytrees_and_float32():
     f = lambda p: sum(jnp.sum((p[k] - target[k]) ** 2 * (i + 1)) for i, k in enumerate(p))
     p0 = jax.tree_util.tree_map(jnp.zeros_like, target)
     result = lj.train.fit(f, p0, None, lj.optim.make("cg"), 10)
-    for k in target:
-        assert result.params[k].dtype == jnp.float32
-        np.testing.assert_allclose(result.params[k], target[k], atol=1e-5)
+    chex.assert_trees_all_equal_dtypes(result.params, target)
+    chex.assert_trees_all_close(result.params, target, atol=1e-5)
 
 
 # --- reference rules vs optax ---------------------------------------------------------------
