@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test lab bench catalog clean
+.PHONY: test test-fast lab bench catalog clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ $(VENV)/.lab-installed: pyproject.toml | $(VENV)/bin/python
 
 test: $(VENV)/.test-installed
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+# for iterating: everything but the tests marked slow (experiments, whole-catalogue audit,
+# real processes); `make test` runs them all
+test-fast: $(VENV)/.test-installed
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 lab: $(VENV)/.lab-installed
 	$(VENV)/bin/lossjax lab

@@ -41,4 +41,5 @@ def fast_jit(fun=None, **jit_kwargs):
     def call(*args, **kwargs):
         return (cpu if jax.default_backend() == "cpu" else other)(*args, **kwargs)
     call.lower = lambda *a, **k: (cpu if jax.default_backend() == "cpu" else other).lower(*a, **k)
+    call.clear_cache = lambda: (cpu.clear_cache(), other.clear_cache())
     return call

@@ -5,6 +5,9 @@ exact 0/1 probabilities) run in the lab's analytic-vs-autodiff experiment test
 (tests/test_experiments_audit.py), the float32 generic ones in `make lab --full` and
 `lossjax audit`, to keep `make test` within its time budget."""
 from lossjax import audit
+import pytest
+
+pytestmark = pytest.mark.slow      # `make test-fast` leaves it out
 
 
 def test_whole_catalogue_audits_clean():

@@ -2,6 +2,9 @@
 The rest of the catalogue audit runs in test_audit_catalog; timings are reported, not tested."""
 import lossjax as lj
 from _experiments import quick
+import pytest
+
+pytestmark = pytest.mark.slow      # `make test-fast` leaves it out
 
 
 def test_analytic_vs_autodiff(tmp_path):

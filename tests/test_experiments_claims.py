@@ -7,6 +7,8 @@ import pytest
 
 from _experiments import quick
 
+pytestmark = pytest.mark.slow      # `make test-fast` leaves it out
+
 
 def test_worked_examples(tmp_path):
     r = quick("worked_examples", tmp_path)

@@ -3,6 +3,9 @@ asserting its claim-level outcome."""
 import numpy as np
 
 from _experiments import quick
+import pytest
+
+pytestmark = pytest.mark.slow      # `make test-fast` leaves it out
 
 
 def test_numerical_stability(tmp_path):

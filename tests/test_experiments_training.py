@@ -1,5 +1,8 @@
 """Quick configurations of the lab's training experiments, asserting their claims."""
 from _experiments import quick
+import pytest
+
+pytestmark = pytest.mark.slow      # `make test-fast` leaves it out
 
 
 def test_metric_learning(tmp_path):

@@ -200,6 +200,7 @@ def _check_consistent(out, names):
     return done
 
 
+@pytest.mark.slow
 def test_killed_at_any_point_a_rerun_completes_with_nothing_lost(tmp_path):
     """SIGKILL (and once SIGINT) at increasing delays into real `lossjax lab` processes; after
     each, the folder holds only complete results; a final run completes the rest, reuses what

@@ -76,6 +76,7 @@ def test_vocabulary_parallel_cross_entropy_keeps_the_vocabulary_split():
     assert gspmd["relative_difference"] <= ROUND_OFF
 
 
+@pytest.mark.slow
 def test_several_processes_joined_by_jax_distributed_match_one_device():
     """The one test that starts processes: 2 × 4 CPU devices, gloo collectives."""
     mp = SCALE_OUT.multi_process(seed=0)

@@ -256,7 +256,7 @@ def _sample(key, dtype, kind):
     labels = _sampling.integers(k4, (n,), 0, v)
     kwargs = {"bias": bias, "token_block": 3, "vocab_block": 4}
     if kind == "edge":
-        hidden = hidden * 30.0                  # logits of tens to hundreds: saturated softmax
+        hidden = hidden * 12.0                  # logits of tens: a saturated softmax
         labels = labels.at[2].set(-100)
         kwargs.update(label_smoothing=0.1, logit_softcap=30.0, z_loss=1e-3)
     return Sample((hidden, weight, labels), kwargs)
