@@ -15,10 +15,10 @@ from _experiments import EXPERIMENTS
 
 ROUND_OFF = 1e-5          # relative; float32 eps is 1.2e-7 and the sums here are short
 SCALE_OUT = EXPERIMENTS.module("scale_out")
-# one loss or more per family, the ones with batch-coupled elements among them (all-pairs
-# metric losses, mining, segmentation sums, sequence paddings, the fused vocabulary)
-REPRESENTATIVES = ("huber", "gaussian_nll", "cross_entropy", "focal_loss", "kl_divergence",
-                   "triplet_margin", "mined_triplet", "center_loss", "ntxent", "dice", "ctc",
+# a loss of every family, where possible one whose elements couple the batch (class-weighted
+# means, all-pairs similarities, in-batch mining, per-example sums, padded sequences, the
+# fused vocabulary)
+REPRESENTATIVES = ("gaussian_nll", "cross_entropy", "ntxent", "mined_triplet", "dice", "ctc",
                    "adaptive_robust", "hinge_discriminator", "uncertainty_weighting",
                    "linear_cross_entropy")
 
