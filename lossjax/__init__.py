@@ -13,11 +13,11 @@ from lossjax._loss import Kink, Loss, Sample, Terms, catalog, get
 from lossjax.losses.regression import (
     gaussian_nll, huber, log_cosh, mae, mse, poisson_nll, quantile, smooth_l1)
 from lossjax.losses.classification import (
-    binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, focal_loss, hinge,
-    kl_divergence, nll, softmax_focal_loss, squared_hinge)
+    binary_cross_entropy, binary_cross_entropy_with_logits, focal_loss, hinge, squared_hinge)
+from lossjax.losses.multiclass import cross_entropy, kl_divergence, nll, softmax_focal_loss
 from lossjax.losses.metric import (
-    center_loss, center_update, contrastive, cosine_embedding, info_nce, margin_ranking,
-    mined_triplet, ntxent, triplet_margin)
+    center_loss, center_update, contrastive, cosine_embedding, margin_ranking, triplet_margin)
+from lossjax.losses.metric_batch import info_nce, mined_triplet, ntxent
 from lossjax.losses.segmentation import dice, jaccard, tversky
 from lossjax.losses.sequence import ctc, hamming, soft_hamming
 from lossjax.losses.robust import adaptive_robust

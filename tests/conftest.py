@@ -1,9 +1,8 @@
 import os
 
 # Before JAX starts: one test session with 8 simulated CPU devices, so that the mesh tests run
-# in-process (tests/test_sharding.py), and XLA's fast-compiling CPU options (what
-# lossjax._compile.fast_jit gives the audit): the suite's arrays are small, compiling them
-# costs far more than running them.
+# in-process (tests/test_sharding.py), and XLA's classic CPU emitters, which compile the
+# suite's small programs about twice as fast (see lossjax._compile.classic_cpu_emitters).
 os.environ["XLA_FLAGS"] = " ".join([
     os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8",
     "--xla_cpu_use_fusion_emitters=false"]).strip()
@@ -50,3 +49,16 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             f"fuzzing: {examples} examples over {tests} (loss, kind) pairs "
             f"(LOSSJAX_FUZZ_EXAMPLES raises the budget per pair)")
+
+
+# The longest files first: `make test` hands whole files to its two workers in collection
+# order, so a long file collected last would leave one worker idle while the other finishes it.
+LONGEST_FIRST = ("test_sharding.py", "test_audit_catalog.py", "test_experiments_gan_optim.py",
+                 "test_experiments_training.py", "test_derivatives.py", "test_loss_object.py",
+                 "test_experiments_audit.py", "test_numerics.py", "test_experiments_claims_b.py",
+                 "test_experiments_claims.py", "test_properties.py", "test_lab.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable within a file

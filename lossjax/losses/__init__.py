@@ -1,3 +1,3 @@
 """The catalogue, one module per family. Importing a module registers its losses."""
 from lossjax.losses import (  # noqa: F401
-    regression, classification, metric, segmentation, sequence, robust, adversarial, composite)
+    regression, classification, multiclass, metric, metric_batch, segmentation, sequence, robust, adversarial, composite)
