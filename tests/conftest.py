@@ -7,6 +7,11 @@ os.environ["XLA_FLAGS"] = " ".join([
     os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8",
     "--xla_cpu_use_fusion_emitters=false"]).strip()
 
+# The CLI tests call `lossjax audit` in-process, which would switch this worker to JAX's
+# persistent compilation cache (~/.cache/lossjax): every later compile would be written to
+# disk, and the suite's time would depend on what earlier runs left there.
+os.environ["LOSSJAX_CACHE"] = ""
+
 import jax  # noqa: E402
 
 # Tests compare in float64; float32/16 cases pass explicit dtypes.
