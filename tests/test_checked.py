@@ -8,6 +8,7 @@ import pytest
 from jax.experimental import checkify
 
 import lossjax as lj
+from conftest import compiled
 
 Z = jnp.zeros((4, 3))
 
@@ -89,11 +90,12 @@ def test_valid_input_gives_the_unchecked_numbers():
         for kind in ("generic", "edge"):
             s = loss.sample(key, jnp.float32, kind)
             safe = lj.checked(loss)
-            # compiled vs op by op: the same numbers up to float32 reassociation
-            np.testing.assert_allclose(safe(*s.args, **s.kwargs), loss(*s.args, **s.kwargs),
-                                       rtol=1e-6)
+            value, g = compiled(lambda *a, **k: (loss(*a, **k), loss.grad(*a, **k)
+                                                 if loss.has_grad else None),
+                                *s.args, **s.kwargs)
+            # checked vs unchecked, two programs: the same numbers up to float32 reassociation
+            np.testing.assert_allclose(safe(*s.args, **s.kwargs), value, rtol=1e-6)
             if loss.has_grad:
-                g = loss.grad(*s.args, **s.kwargs)
                 np.testing.assert_allclose(safe.grad(*s.args, **s.kwargs), g, rtol=1e-6,
                                            atol=1e-6 * float(jnp.max(jnp.abs(g))))
     # ignored and masked entries are valid: ignore_index, probability targets, all-masked

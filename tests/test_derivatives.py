@@ -11,9 +11,21 @@ import numpy as np
 import pytest
 
 import lossjax as lj
-from conftest import GRAD_NAMES, NAMES, sample
+from conftest import GRAD_NAMES, NAMES, compiled, sample
+from lossjax._compile import fast_jit
 
 KINDS = ["generic", "edge"]
+
+
+def autodiff_grad(loss, argnum=0, **extra):
+    """d loss / d args[argnum] by autodiff, as a function of (*args, **kwargs)."""
+    def g(*args, **kwargs):
+        def at(q):
+            moved = list(args)
+            moved[argnum] = q
+            return loss(*moved, **kwargs, **extra)
+        return jax.grad(at)(args[argnum])
+    return g
 
 
 def kinked(loss, args, kwargs, order, argument=None):
@@ -49,11 +61,12 @@ def test_grad_matches_autodiff_float64(name, kind):
     loss = lj.get(name)
     args, kwargs = sample(loss, kind)
     p, rest = args[0], args[1:]
-    g = jax.grad(lambda q: loss(q, *rest, **kwargs))
-    analytic, auto = np.asarray(loss.grad(*args, **kwargs)), np.asarray(g(p))
+    analytic, auto = compiled(lambda *a, **k: (loss.grad(*a, **k), autodiff_grad(loss)(*a, **k)),
+                              *args, **kwargs)
     kinks = kinked(loss, args, kwargs, 1)
     assert_matches(analytic[~kinks], auto[~kinks], 1e-10, 1e-14)
     if kinks.any():
+        g = fast_jit(lambda q: jax.grad(lambda x: loss(x, *rest, **kwargs))(q))
         one_sided = midpoint(g, p, 1e-7, kinks)
         assert_matches(analytic[kinks], one_sided[kinks], 1e-5, 1e-7)
 
@@ -73,8 +86,9 @@ def test_grad_wrt_other_arguments_matches_autodiff(name, wrt, kind):
         return loss(*args, **{**kwargs, wrt: v})
 
     at = args[positional.index(wrt)] if wrt in positional else kwargs[wrt]
-    g = jax.grad(call_with)
-    analytic, auto = np.asarray(loss.grad(*args, wrt=wrt, **kwargs)), np.asarray(g(at))
+    g = fast_jit(jax.grad(call_with))
+    analytic = compiled(lambda *a, **k: loss.grad(*a, wrt=wrt, **k), *args, **kwargs)
+    auto = np.asarray(g(at))
     kinks = kinked(loss, args, kwargs, 1, argument=wrt) if wrt in positional else \
         np.zeros(np.shape(at), bool)
     finite = np.isfinite(np.asarray(at))             # alpha = -inf: d/d alpha is 0 by limit
@@ -126,11 +140,13 @@ def test_hess_diag_matches_autodiff_hessian(name, kind):
     p, rest = args[0], args[1:]
     n = p.size
 
+    @fast_jit
     def diag(q):
         h = jax.hessian(lambda x: loss(x, *rest, **kwargs))(q)
         return jnp.diagonal(h.reshape(n, n)).reshape(p.shape)
 
-    analytic, auto = np.asarray(loss.hess_diag(*args, **kwargs)), np.asarray(diag(p))
+    analytic = compiled(loss.hess_diag, *args, **kwargs)
+    auto = np.asarray(diag(p))
     kinks = kinked(loss, args, kwargs, 1) | kinked(loss, args, kwargs, 2)
     assert_matches(analytic[~kinks], auto[~kinks], 1e-9, 1e-13)
     if kinks.any():
@@ -153,7 +169,7 @@ def test_softmax_focal_has_no_hess_diag():
 
 
 def reduction_variants(loss, args, kwargs):
-    shape = loss(*args, reduction="none", **kwargs).shape
+    shape = jax.eval_shape(lambda: loss(*args, reduction="none", **kwargs)).shape
     key = jax.random.PRNGKey(7)
     w = jax.random.uniform(key, shape, jnp.float64, 0.1, 2.0)
     m = jax.random.bernoulli(key, 0.6, shape)
@@ -166,13 +182,16 @@ def reduction_variants(loss, args, kwargs):
 def test_grad_under_reductions_weights_and_masks(name):
     loss = lj.get(name)
     args, kwargs = sample(loss)
-    p, rest = args[0], args[1:]
-    for red in reduction_variants(loss, args, kwargs):
-        auto = jax.grad(lambda q: loss(q, *rest, **kwargs, **red))(p)
-        assert_matches(loss.grad(*args, **kwargs, **red), auto, 1e-10, 1e-14)
-    # reduction="none": .grad is the gradient of the sum of the elements.
-    auto = jax.grad(lambda q: jnp.sum(loss(q, *rest, reduction="none", **kwargs)))(p)
-    assert_matches(loss.grad(*args, reduction="none", **kwargs), auto, 1e-10, 1e-14)
+    variants = reduction_variants(loss, args, kwargs)
+
+    def both(*a, **k):
+        out = [(loss.grad(*a, **k, **red), autodiff_grad(loss, **red)(*a, **k))
+               for red in variants]
+        # reduction="none": .grad is the gradient of the sum of the elements.
+        summed = jax.grad(lambda q: jnp.sum(loss(q, *a[1:], reduction="none", **k)))(a[0])
+        return out + [(loss.grad(*a, reduction="none", **k), summed)]
+    for analytic, auto in compiled(both, *args, **kwargs):
+        assert_matches(analytic, auto, 1e-10, 1e-14)
 
 
 @pytest.mark.parametrize("name", GRAD_NAMES)
@@ -183,9 +202,9 @@ def test_grad_float32_close_to_float64_autodiff(name):
         lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, args32)
     kwargs64 = {k: (v.astype(jnp.float64) if hasattr(v, "dtype") else v)
                 for k, v in kwargs32.items()}
-    g32 = loss.grad(*args32, **kwargs32)
+    g32 = compiled(loss.grad, *args32, **kwargs32)
     assert g32.dtype == jnp.float32
-    auto64 = jax.grad(lambda q: loss(q, *args64[1:], **kwargs64))(args64[0])
+    auto64 = compiled(autodiff_grad(loss), *args64, **kwargs64)
     assert_matches(g32, auto64, 1e-4, 1e-6)
 
 
@@ -196,22 +215,31 @@ def test_with_analytic_vjp_equals_autodiff(name):
     loss = lj.get(name)
     analytic = loss.with_analytic_vjp()
     args, kwargs = sample(loss)
-    p, rest = args[0], args[1:]
-    np.testing.assert_allclose(analytic(*args, **kwargs), loss(*args, **kwargs), rtol=1e-15)
-    g = jax.jit(jax.grad(lambda q: analytic(q, *rest, **kwargs)))(p)
-    assert_matches(g, jax.grad(lambda q: loss(q, *rest, **kwargs))(p), 1e-10, 1e-14)
-    # reduction="none" under an arbitrary cotangent
-    out, vjp = jax.vjp(lambda q: analytic(q, *rest, reduction="none", **kwargs), p)
-    cot = jax.random.normal(jax.random.PRNGKey(3), out.shape, out.dtype)
-    _, vjp_auto = jax.vjp(lambda q: loss(q, *rest, reduction="none", **kwargs), p)
-    assert_matches(vjp(cot)[0], vjp_auto(cot)[0], 1e-10, 1e-14)
-    # forward mode still works (losses built on a custom_vjp are reverse-mode only)
-    if not loss.forward_mode:
-        return
-    t = jnp.ones_like(p)
-    np.testing.assert_allclose(
-        jax.jvp(lambda q: analytic(q, *rest, **kwargs), (p,), (t,))[1],
-        jax.jvp(lambda q: loss(q, *rest, **kwargs), (p,), (t,))[1], rtol=1e-10, atol=1e-14)
+    shape = jax.eval_shape(lambda: loss(*args, reduction="none", **kwargs)).shape
+    cot = jax.random.normal(jax.random.PRNGKey(3), shape, jnp.float64)
+
+    def routes(*a, **k):
+        """Both functions' value, gradient, vjp of reduction="none" under an arbitrary
+        cotangent and, where the loss has forward mode (losses built on a custom_vjp are
+        reverse-mode only), jvp along ones."""
+        out = []
+        for f in (analytic, loss):
+            def at(q, **more):
+                return f(q, *a[1:], **k, **more)
+            p = a[0]
+            row = [f(*a, **k), jax.grad(at)(p),
+                   jax.vjp(lambda q: at(q, reduction="none"), p)[1](cot)[0]]
+            if loss.forward_mode:
+                row.append(jax.jvp(at, (p,), (jnp.ones_like(p),))[1])
+            out.append(row)
+        return out
+    (value, g, vjp, *jvp), (value_auto, g_auto, vjp_auto, *jvp_auto) = \
+        compiled(routes, *args, **kwargs)
+    np.testing.assert_allclose(value, value_auto, rtol=1e-15)
+    assert_matches(g, g_auto, 1e-10, 1e-14)
+    assert_matches(vjp, vjp_auto, 1e-10, 1e-14)
+    if loss.forward_mode:
+        np.testing.assert_allclose(jvp[0], jvp_auto[0], rtol=1e-10, atol=1e-14)
 
 
 def test_with_analytic_vjp_differentiates_other_arguments_by_autodiff():

@@ -14,7 +14,7 @@ import pytest
 from absl.testing import parameterized
 
 import lossjax as lj
-from conftest import NAMES, sample
+from conftest import NAMES, compiled, sample
 
 EXPECTED = {
     "large_vocab": {"linear_cross_entropy"},
@@ -67,7 +67,7 @@ def test_samples_are_valid_and_seeded(name):
         assert isinstance(a, lj.Sample)
         assert a.args[0].dtype == jnp.float32
         chex.assert_trees_all_equal(a, b)
-        assert np.isfinite(float(loss(*a.args, **a.kwargs)))
+        assert np.isfinite(compiled(loss, *a.args, **a.kwargs))
     with pytest.raises(ValueError, match="`kind` must be 'generic' or 'edge'"):
         loss.sample(jax.random.PRNGKey(0), kind="typical")
 

@@ -7,6 +7,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import lossjax as lj
+from conftest import compiled
 
 SETTINGS = settings(max_examples=20, deadline=None)
 REGRESSION = ["mse", "mae", "huber", "smooth_l1", "log_cosh", "quantile"]
@@ -33,10 +34,12 @@ def test_multiclass_nonnegative_and_finite(z, seed, gamma):
     labels = jax.random.randint(jax.random.PRNGKey(seed), z.shape[:1], 0, z.shape[1])
     z = jnp.asarray(z)
     for loss, kw in ((lj.cross_entropy, {}), (lj.softmax_focal_loss, {"gamma": gamma})):
-        value = loss(z, labels, reduction="none", **kw)
-        assert np.all(np.asarray(value) >= 0)
-        assert np.all(np.isfinite(np.asarray(loss.grad(z, labels, **kw))))
-        assert np.all(np.isfinite(np.asarray(jax.grad(lambda q: loss(q, labels, **kw))(z))))
+        value, g, auto = compiled(lambda z, labels, **kw: (
+            loss(z, labels, reduction="none", **kw), loss.grad(z, labels, **kw),
+            jax.grad(lambda q: loss(q, labels, **kw))(z)), z, labels, **kw)
+        assert np.all(value >= 0)
+        assert np.all(np.isfinite(g))
+        assert np.all(np.isfinite(auto))
 
 
 @SETTINGS
@@ -48,5 +51,7 @@ def test_binary_logit_losses_nonnegative_and_finite(z, seed, gamma):
     for loss, kw in ((lj.binary_cross_entropy_with_logits, {}), (lj.focal_loss, {"gamma": gamma}),
                      (lj.hinge, {}), (lj.squared_hinge, {})):
         y = 2 * t - 1 if "hinge" in loss.name else t
-        assert np.all(np.asarray(loss(z, y, reduction="none", **kw)) >= 0)
-        assert np.all(np.isfinite(np.asarray(loss.grad(z, y, **kw))))
+        value, g = compiled(lambda z, y, **kw: (loss(z, y, reduction="none", **kw),
+                                                loss.grad(z, y, **kw)), z, y, **kw)
+        assert np.all(value >= 0)
+        assert np.all(np.isfinite(g))
