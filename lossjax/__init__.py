@@ -28,14 +28,15 @@ from lossjax.losses.adversarial import (
     minimax_discriminator, minimax_generator, nonsaturating_generator, wasserstein_critic,
     wasserstein_generator)
 
-from lossjax import audit, data, optim, sharding, train
+from lossjax import audit, data, optim, sharding, testing, train
+from lossjax.objective import objective
 from lossjax.checked import Checked, check_inputs, checked
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Kink", "Loss", "Sample", "Terms", "catalog", "get", "reduce",
-    "audit", "data", "optim", "sharding", "train", "checked", "check_inputs", "Checked",
+    "audit", "data", "objective", "optim", "sharding", "testing", "train", "checked", "check_inputs", "Checked",
     "mse", "mae", "huber", "smooth_l1", "log_cosh", "quantile", "poisson_nll", "gaussian_nll",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "nll",
     "kl_divergence", "focal_loss", "softmax_focal_loss", "hinge", "squared_hinge",

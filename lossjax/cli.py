@@ -3,8 +3,9 @@
     lossjax catalog [--markdown]
     lossjax audit [NAME ...] [--dtype float32 float64] [--kind generic edge]
                   [--json PATH] [--markdown PATH]
-    lossjax audit --target pkg.module:fn [--grad pkg.module:fn_grad] [--hess ...]
-                  --shape 8 [--shape 8] [--argnums 0] [--dtype float64] [--seed 0]
+    lossjax audit --target pkg.module:fn | path/to/file.py:fn [--grad ...] [--hess ...]
+                  (--shape 8 [--shape 8] | --args inputs.npz) [--argnums 0]
+                  [--dtype float64] [--seed 0] [--rtol R] [--atol A]
     lossjax lab [NAME ...] [--experiments DIR] [--full] [--out DIR] [--device cpu|gpu|tpu]
                 [--seed N] [--force]
 
@@ -61,8 +62,13 @@ def _compilation_cache():
 
 def _progress(total):
     bar = progress_bar(total, "loss")
-    if bar is None:
-        return None, lambda: None
+    if bar is None:                       # no tqdm: one line per loss on stderr
+        done = [0]
+
+        def line(name):
+            done[0] += 1
+            print(f"  [{done[0]}/{total}] {name}", file=sys.stderr, flush=True)
+        return line, lambda: None
     return (lambda name: (bar.set_description(name), bar.update())), bar.close
 
 
@@ -103,12 +109,38 @@ def _audit_catalog(args) -> int:
     return 1 if failed else 0
 
 
+def _import_file(path: str, option: str, spec: str):
+    """A module from a file path (``path/to/file.py``), imported under its file name."""
+    import importlib.util
+    import os
+    if not os.path.isfile(path):
+        raise UsageError(f"{option} {spec!r}: no such file {path!r}.")
+    name = os.path.splitext(os.path.basename(path))[0]
+    loader_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(loader_spec)
+    sys.modules.setdefault(name, module)
+    folder = os.path.dirname(os.path.abspath(path))
+    if folder not in sys.path:               # its own sibling imports
+        sys.path.insert(0, folder)
+    loader_spec.loader.exec_module(module)
+    return module
+
+
 def _resolve(spec: str, option: str):
-    module, sep, attr = spec.partition(":")
+    import os
+    module, sep, attr = spec.rpartition(":")
     if not sep or not module or not attr:
-        raise UsageError(f"{option} {spec!r}: expected 'package.module:function'.")
+        raise UsageError(f"{option} {spec!r}: expected 'package.module:function' or "
+                         f"'path/to/file.py:function'.")
     try:
-        obj = importlib.import_module(module)
+        if module.endswith(".py") or os.sep in module:
+            obj = _import_file(module, option, spec)
+        else:
+            if os.getcwd() not in sys.path and "" not in sys.path:
+                sys.path.insert(0, os.getcwd())      # modules in the current folder
+            obj = importlib.import_module(module)
+    except UsageError:
+        raise
     except ImportError as e:
         raise UsageError(f"{option} {spec!r}: cannot import {module!r} ({_first_line(e)}).") \
             from None
@@ -141,29 +173,95 @@ def _shape(text: str):
             from None
 
 
+_TARGET_ONLY = ("grad", "hess", "shape", "args", "argnums", "seed", "rtol", "atol")
+
+
+def _load_args(path, fn):
+    """The positional arguments saved in ``path`` (.npz): ``np.savez(path, x, y)`` gives them
+    in order; named arrays (``np.savez(path, predictions=x, labels=y)``) are put in the
+    order of ``fn``'s parameters."""
+    import inspect
+    import numpy as np
+    try:
+        data = np.load(path)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--args {path!r}: cannot read it as .npz ({_first_line(e)}).") \
+            from None
+    names = list(data.files)
+    if all(n.startswith("arr_") and n[4:].isdigit() for n in names):
+        return [data[n] for n in sorted(names, key=lambda n: int(n[4:]))]
+    try:
+        params = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        params = names
+    unknown = [n for n in names if n not in params]
+    if unknown:
+        raise UsageError(f"--args {path!r}: arrays {unknown} match no parameter of the target "
+                         f"({', '.join(params)}).")
+    order = [p for p in params if p in names]
+    if order != params[:len(order)]:
+        missing = params[:len(order)]
+        raise UsageError(f"--args {path!r}: has {order}; the target's leading parameters are "
+                         f"{missing}.")
+    return [data[n] for n in order]
+
+
+def _outside_domain(fn, arrays) -> list:
+    """For a target that declares value constraints (a catalogue Loss): the violated ones."""
+    constraints = getattr(fn, "constraints", ())
+    if not constraints:
+        return []
+    import numpy as np
+    try:
+        bound = fn._bind(tuple(arrays), {}).arguments
+    except Exception:                    # noqa: BLE001 - no binding, no domain to check
+        return []
+    out = []
+    for c in constraints:
+        ok = c.holds(bound)
+        if ok is not None and not bool(np.all(np.asarray(ok))):
+            expected = c.expected(bound) if callable(c.expected) else c.expected
+            out.append(f"`{c.argument}` must be {expected} at "
+                       f"{int(np.size(ok) - np.sum(np.asarray(ok)))} of {np.size(ok)} entries")
+    return out
+
+
 def _audit_target(args) -> int:
     import jax
     import jax.numpy as jnp
     from lossjax import audit
     if args.names:
         raise UsageError("give either loss names or --target, not both.")
-    if not args.shape:
-        raise UsageError("--target needs one --shape per positional argument, e.g. --shape 8.")
+    if not args.shape and not args.args:
+        raise UsageError("--target needs its inputs: one --shape per positional argument "
+                         "(e.g. --shape 8), or --args inputs.npz.")
+    if args.shape and args.args:
+        raise UsageError("give either --shape or --args, not both.")
     fn = _resolve(args.target, "--target")
     grad = _resolve(args.grad, "--grad") if args.grad else None
     hess = _resolve(args.hess, "--hess") if args.hess else None
     dtypes = args.dtype or ["float64"]
     if len(dtypes) != 1:
         raise UsageError("--target audits one dtype at a time.")
+    argnums = args.argnums or 0
     with audit._oracle.x64():
-        keys = jax.random.split(jax.random.PRNGKey(args.seed), len(args.shape))
-        arrays = [jax.random.normal(k, _shape(s), jnp.dtype(dtypes[0]))
-                  for k, s in zip(keys, args.shape)]
+        if args.args:
+            arrays = [jnp.asarray(a) for a in _load_args(args.args, fn)]
+            where = f"the inputs in {args.args}"
+        else:
+            keys = jax.random.split(jax.random.PRNGKey(args.seed or 0), len(args.shape))
+            arrays = [jax.random.normal(k, _shape(s), jnp.dtype(dtypes[0]))
+                      for k, s in zip(keys, args.shape)]
+            where = f"shapes {args.shape}"
+            for problem in _outside_domain(fn, arrays):
+                print(f"lossjax audit: warning: the generated inputs (standard normal) fall "
+                      f"outside {args.target}'s declared domain: {problem}; give your own "
+                      f"with --args inputs.npz", file=sys.stderr)
         try:
-            report = audit.check(fn, *arrays, grad=grad, hess=hess, argnums=args.argnums,
-                                 name=args.target)
+            report = audit.check(fn, *arrays, grad=grad, hess=hess, argnums=argnums,
+                                 rtol=args.rtol or 0.0, atol=args.atol or 0.0, name=args.target)
         except Exception as e:       # shapes that do not fit the function, or it raises
-            raise UsageError(f"auditing {args.target} on shapes {args.shape} failed with "
+            raise UsageError(f"auditing {args.target} on {where} failed with "
                              f"{type(e).__name__}: {_first_line(e)}") from None
     print(report.to_markdown())
     if args.markdown:
@@ -211,6 +309,17 @@ def _lab(args) -> int:
     return 1 if failures else 0
 
 
+def _audit(args) -> int:
+    if args.target:
+        return _audit_target(args)
+    given = [f"--{k}" for k in _TARGET_ONLY if getattr(args, k) is not None]
+    if given:
+        raise UsageError(f"{', '.join(given)} audit your own function: add --target "
+                         f"module:fn or path/to/file.py:fn (without --target, `lossjax audit` "
+                         f"audits the catalogue).")
+    return _audit_catalog(args)
+
+
 def main(argv=None) -> int:
     parser = _Parser(prog="lossjax", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -228,9 +337,14 @@ def main(argv=None) -> int:
     p.add_argument("--grad", metavar="MODULE:FN", help="its hand-derived gradient")
     p.add_argument("--hess", metavar="MODULE:FN", help="its hand-derived Hessian diagonal")
     p.add_argument("--shape", action="append", help="shape of each positional argument")
-    p.add_argument("--argnums", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(run=lambda a: _audit_target(a) if a.target else _audit_catalog(a))
+    p.add_argument("--args", metavar="NPZ",
+                   help="audit at these inputs (np.savez: in order, or named after the "
+                        "target's parameters; integer labels included)")
+    p.add_argument("--argnums", type=int, default=None, help="the audited argument (default 0)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the generated inputs")
+    p.add_argument("--rtol", type=float, default=None, help="accepted relative error")
+    p.add_argument("--atol", type=float, default=None, help="accepted absolute error")
+    p.set_defaults(run=_audit)
     p = sub.add_parser("lab", help="run the experiments and write the lab report")
     p.add_argument("names", nargs="*", help="experiments (default: all, in order)")
     p.add_argument("--experiments", default="experiments", metavar="DIR",

@@ -59,7 +59,13 @@ def test_bad_command_lines_give_one_line_and_exit_2(monkeypatch, capsys, tmp_pat
         (["audit", "--target", "no_such_module_xyz:f", "--shape", "3"], "cannot import"),
         (["audit", "--target", "user_objective", "--shape", "3"], "expected 'package.module:function'"),
         (["audit", "--target", "user_objective:nope", "--shape", "3"], "has no attribute"),
-        (["audit", "--target", "user_objective:f"], "needs one --shape"),
+        (["audit", "--target", "user_objective:f"], "needs its inputs: one --shape per"),
+        (["audit", "--grad", "user_objective:good", "--shape", "6"],
+         "--grad, --shape audit your own function: add --target"),
+        (["audit", "--target", "user_objective:f", "--args", str(tmp_path / "none.npz")],
+         "cannot read it as .npz"),
+        (["audit", "--target", str(tmp_path / "missing.py") + ":f", "--shape", "3"],
+         "no such file"),
         (["audit", "--target", "user_objective:f", "--shape", "a,b"], "expected comma-separated"),
         (["audit", "--target", "user_objective:f", "--shape", "-3"], "expected comma-separated"),
         (["audit", "--target", "user_objective:matmul", "--shape", "3", "--shape", "4"],
@@ -87,3 +93,65 @@ def test_argparse_mistakes_are_one_line_too(capsys):
         assert info.value.code == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("lossjax") and "error:" in err and "\n" not in err, err
+
+
+USER_FILE = """
+import jax.numpy as jnp
+
+
+def ce(logits, labels):
+    z = logits - logits.max(axis=1, keepdims=True)
+    logp = z - jnp.log(jnp.exp(z).sum(axis=1, keepdims=True))
+    return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], 1))
+
+
+def ce_grad(logits, labels):
+    p = jnp.exp(logits - logits.max(axis=1, keepdims=True))
+    p = p / p.sum(axis=1, keepdims=True)
+    return (p - jnp.eye(logits.shape[1])[labels]) / logits.shape[0]
+"""
+
+
+def test_target_from_a_file_path_and_the_current_folder_at_the_users_inputs(
+        tmp_path, monkeypatch, capsys):
+    import numpy as np
+    (tmp_path / "my_losses.py").write_text(USER_FILE)
+    logits = np.random.default_rng(0).normal(size=(5, 4))
+    labels = np.asarray([0, 3, 1, 1, 2])                         # integer labels
+    np.savez(tmp_path / "named.npz", labels=labels, logits=logits)   # any order: by name
+    np.savez(tmp_path / "ordered.npz", logits, labels)
+    target = f"{tmp_path / 'my_losses.py'}:ce"
+    for npz in ("named.npz", "ordered.npz"):
+        assert cli.main(["audit", "--target", target, "--grad",
+                         f"{tmp_path / 'my_losses.py'}:ce_grad",
+                         "--args", str(tmp_path / npz)]) == 0
+        assert "**PASS**" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)                                  # a module in this folder
+    monkeypatch.delitem(sys.modules, "my_losses", raising=False)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert cli.main(["audit", "--target", "my_losses:ce", "--args", "ordered.npz"]) == 0
+    np.savez(tmp_path / "wrong.npz", logits=logits, targets=labels)
+    assert cli.main(["audit", "--target", "my_losses:ce", "--args", "wrong.npz"]) == 2
+    assert "arrays ['targets'] match no parameter" in capsys.readouterr().err
+
+
+def test_generated_inputs_outside_a_declared_domain_are_warned_about(capsys):
+    code = cli.main(["audit", "--target", "lossjax:gaussian_nll", "--shape", "6",
+                     "--shape", "6", "--shape", "6", "--argnums", "0"])
+    err = capsys.readouterr().err
+    assert "warning: the generated inputs (standard normal) fall outside" in err
+    assert "`var` must be" in err and "--args inputs.npz" in err
+    assert code in (0, 1)
+
+
+def test_catalogue_progress_without_tqdm(monkeypatch, capsys):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_tqdm(name, *args, **kwargs):
+        if name == "tqdm":
+            raise ImportError("no tqdm")
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", no_tqdm)
+    assert cli.main(["audit", "mse", "--dtype", "float64", "--kind", "generic"]) == 0
+    assert "[1/1] mse" in capsys.readouterr().err

@@ -12,6 +12,8 @@ import jax.numpy as jnp
 from lossjax._loss import catalog as _catalog
 from lossjax.audit import _oracle
 from lossjax.audit._check import check
+from lossjax.audit._report import Part
+from lossjax.audit._verdict import combine
 
 DTYPES = ("float32", "float64")
 KINDS = ("generic", "edge")
@@ -91,9 +93,7 @@ def audit_loss(loss, dtype="float64", kind="generic", key=None):
                         argnums=positions[wrt], name=f"{loss.name}[{kind}] w.r.t. {wrt}")
             sub.quantity = f"gradient w.r.t. {wrt}"
             report.sub_reports.append(sub)
-            if not sub.ok and report.ok:
-                report.ok, report.blame = False, sub.blame
-                report.verdict = f"{report.verdict}; but {sub.quantity}: {sub.verdict}"
+            combine(report, report.parts + [Part(sub.quantity, sub.ok, sub.verdict, sub.blame)])
         return report
 
 

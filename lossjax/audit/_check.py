@@ -26,7 +26,7 @@ from lossjax.audit import _oracle, _report as R
 from lossjax.audit._flat import _Bound, _Flat, _FlatCall, _Key, _call, _select, _to_float64
 from lossjax.audit._hessian import _hessian_diagonal, _hessian_rows, _hessian_vector
 from lossjax.audit._modes import MAX_EXHAUSTIVE, _exhaustive, _magnitude, _probe_mode
-from lossjax.audit._verdict import KAPPA
+from lossjax.audit._verdict import KAPPA, combine
 
 FORWARD_PROBES = 4
 PERTURBATIONS = 4       # one-ulp perturbations of the input that measure the conditioning
@@ -116,8 +116,11 @@ def _derivatives(bound, grad, hess, dynamic, points, tangents, hess_rows, count)
     return out
 
 
-def _forward_check(flat, r, jvp, used, kappa):
-    """Forward mode (jvp) against reverse mode along the random directions."""
+def _forward_check(flat, r, jvp, used, kappa, sensitivity):
+    """Forward mode (jvp) against reverse mode along the random directions. The tolerance
+    includes the gradient's measured sensitivity to one-ulp input moves: where the gradient
+    is a cancellation of larger terms (1e-15 from terms of 1), both modes round at the
+    terms' scale, not the gradient's."""
     if isinstance(jvp, str):
         return R.ProbeCheck("forward mode vs reverse mode", 0.0, True, jvp)
     got = np.asarray(jvp, np.float64)
@@ -126,7 +129,8 @@ def _forward_check(flat, r, jvp, used, kappa):
     # saturated intermediates (logits of 1e4) legitimately cost digits, so the floor is
     # sqrt(eps) rather than eps.
     magnitude = np.abs(used) @ np.abs(r) + np.abs(want)
-    tol = np.maximum(kappa * flat.eps, np.sqrt(flat.eps)) * magnitude + 1e-300
+    tol = np.maximum(kappa * flat.eps, np.sqrt(flat.eps)) * magnitude + \
+        np.abs(used) @ sensitivity + 1e-300
     worst = float(np.max(np.abs(got - want) / tol))
     return R.ProbeCheck("forward mode vs reverse mode", worst, worst <= 1.0,
                         f"{FORWARD_PROBES} random directions")
@@ -155,9 +159,31 @@ def _rows(flat, tree, count, who, what):
                                 who, what) for i in range(count)])
 
 
+def custom_rules(fn, *args) -> list:
+    """The custom derivative rules (custom_vjp / custom_jvp calls) that tracing
+    ``fn(*args)`` meets, by name, nested jaxprs included."""
+    found = []
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if "custom_vjp" in eqn.primitive.name or "custom_jvp" in eqn.primitive.name:
+                inner = eqn.params.get("call_jaxpr") or eqn.params.get("fun_jaxpr")
+                label = getattr(eqn.params.get("name"), "__name__", None) or \
+                    str(eqn.params.get("name", "")) or eqn.primitive.name
+                found.append(label if label else eqn.primitive.name)
+            for v in eqn.params.values():
+                for sub in (v if isinstance(v, (list, tuple)) else [v]):
+                    if hasattr(sub, "eqns"):
+                        walk(sub)
+                    elif hasattr(sub, "jaxpr") and hasattr(sub.jaxpr, "eqns"):
+                        walk(sub.jaxpr)
+    walk(jax.make_jaxpr(fn)(*args).jaxpr)
+    return found
+
+
 def check(fn, *args, grad=None, hess=None, hvp=None, argnums=0, mode="auto",
-          max_exhaustive=MAX_EXHAUSTIVE, probes=16, kappa=KAPPA, oracle="auto", key=None,
-          name=None, memory=256 * 2 ** 20) -> R.AuditReport:
+          max_exhaustive=MAX_EXHAUSTIVE, probes=16, kappa=KAPPA, rtol=0.0, atol=0.0,
+          oracle="auto", key=None, name=None, memory=256 * 2 ** 20) -> R.AuditReport:
     """Audit the derivatives of a scalar function ``fn(*args)`` w.r.t. ``args[argnums]``.
 
     Args:
@@ -173,6 +199,10 @@ def check(fn, *args, grad=None, hess=None, hvp=None, argnums=0, mode="auto",
       max_exhaustive: the largest input size audited exhaustively in mode "auto".
       probes: number of random probe directions in probe mode.
       kappa: safety factor of the tolerance model (see :mod:`lossjax.audit._verdict`).
+      rtol, atol: the user's allowance, added to the model's tolerance at every element
+        (``atol + rtol * |oracle|``): accepts a deliberate approximation (an epsilon guard, a
+        numerical derivative); the verdict then reads "approximately right" and states the
+        worst relative error. Every report states the worst relative discrepancy.
       oracle: "auto" (Richardson central differences; the complex step, exact to rounding,
         where their error estimate misses the tolerance and the function is complex-safe),
         "complex" (complex step everywhere; an error if not complex-safe) or "richardson".
@@ -186,15 +216,31 @@ def check(fn, *args, grad=None, hess=None, hvp=None, argnums=0, mode="auto",
     """
     with _oracle.x64():
         return _check(fn, args, grad, hess, hvp, argnums, mode, max_exhaustive, probes, kappa,
-                      oracle, key, name, memory)
+                      rtol, atol, oracle, key, name, memory)
 
 
-def _check(fn, args, grad, hess, hvp, argnums, mode, max_exhaustive, probes, kappa, oracle,
-           key, name, memory) -> R.AuditReport:
+def _others(flat, args, argnums):
+    """Float arguments shaped like a single audited array (targets), for residual regions."""
+    if len(flat.shapes) != 1:
+        return []
+    chosen = set([argnums] if isinstance(argnums, int) else argnums)
+    out = []
+    for i, v in enumerate(args):
+        if i not in chosen and hasattr(v, "shape") and tuple(np.shape(v)) == \
+                tuple(flat.shapes[0]) and np.issubdtype(np.asarray(v).dtype, np.floating):
+            out.append((f"args[{i}]", np.asarray(v, np.float64).ravel()))
+    return out
+
+
+def _check(fn, args, grad, hess, hvp, argnums, mode, max_exhaustive, probes, kappa, rtol, atol,
+           oracle, key, name, memory) -> R.AuditReport:
     who = f"lj.audit.check({name or getattr(fn, '__name__', 'fn')})"
     name = name or getattr(fn, "__name__", repr(fn))
     if mode not in ("auto", "exhaustive", "probe"):
         raise ValueError(f"{who}: mode must be 'auto', 'exhaustive' or 'probe', got {mode!r}.")
+    for label, v in (("rtol", rtol), ("atol", atol)):
+        if not (isinstance(v, (int, float, np.floating)) and np.isfinite(v) and v >= 0):
+            raise ValueError(f"{who}: {label} must be a finite number >= 0, got {v!r}.")
     if oracle not in ("auto", "complex", "richardson"):
         raise ValueError(f"{who}: oracle must be 'auto', 'complex' or 'richardson', got "
                          f"{oracle!r}.")
@@ -223,35 +269,39 @@ def _check(fn, args, grad, hess, hvp, argnums, mode, max_exhaustive, probes, kap
         gradients.append(_rows(flat, out["grad"], count, who, "grad(*args)"))
         a = gradients[-1][0]
     sensitivity = CONDITIONING * _conditioning(flat, gradients)
-    forward = _forward_check(flat, r, out["jvp"], used, kappa)
+    forward = _forward_check(flat, r, out["jvp"], used, kappa, sensitivity)
 
     x = flat.ravel(target, who, "target")
     orc = _oracle.Oracle(_FlatCall(bound), x, _to_float64(dynamic), memory,
                          magnitude=_magnitude(r, x))
     scale_r = np.max(np.abs(r[np.isfinite(r)]), initial=0.0)
     tol_model = kappa * flat.eps * (np.abs(r) + scale_r) + sensitivity
+    def custom():
+        """Whether fn holds a custom derivative rule (None: fn cannot be traced); asked only
+        when autodiff fails."""
+        try:
+            return bool(custom_rules(lambda t: bound.call(t, dynamic), target))
+        except Exception:         # noqa: BLE001 - untraceable fn: unknown, say nothing
+            return None
     if exhaustive:
         report = _exhaustive(flat, orc, a, r, tol_model, oracle, kappa, name, sensitivity,
-                             k_oracle, who)
+                             k_oracle, who, rtol, atol, custom, _others(flat, args, argnums))
     else:
         report = _probe_mode(flat, orc, a, r, oracle, kappa, name, probes, k_probe,
-                             sensitivity, k_oracle, who)
+                             sensitivity, k_oracle, who, rtol, atol, custom)
     report.probes.insert(0, forward)
-    if not forward.ok and report.ok:
-        if a is None:
-            report.ok, report.blame = False, "autodiff"
-            report.verdict = "forward-mode and reverse-mode autodiff disagree"
-        else:
-            report.verdict += "; note: forward-mode and reverse-mode autodiff differ"
+    parts = [R.Part(report.quantity, report.ok, report.verdict, report.blame)]
+    if not forward.ok:
+        parts.append(R.Part("forward mode", False, "forward-mode and reverse-mode autodiff "
+                            f"disagree (worst {forward.max_discrepancy:.3g} × tolerance along "
+                            f"{FORWARD_PROBES} random directions): a custom_jvp rule, or a "
+                            f"primitive's forward rule, is wrong", "autodiff"))
     if hess is not None:
         report.sub_reports.append(
             _hessian_diagonal(bound, args, dynamic, flat, orc, out["hess"], kappa, name,
-                              exhaustive, k_hess, who, out.get("auto_hess")))
+                              exhaustive, k_hess, who, out.get("auto_hess"), rtol, atol))
     if hvp is not None:
         report.sub_reports.append(
             _hessian_vector(bound, args, dynamic, flat, hvp, kappa, name, k_hess, who))
-    for sub in report.sub_reports:
-        if not sub.ok and report.ok:
-            report.ok, report.blame = False, sub.blame
-            report.verdict = f"{report.verdict}; but {sub.quantity}: {sub.verdict}"
-    return report
+    parts += [R.Part(sub.quantity, sub.ok, sub.verdict, sub.blame) for sub in report.sub_reports]
+    return combine(report, parts)

@@ -11,7 +11,9 @@ from lossjax._compile import fast_jit
 from lossjax.audit import _oracle, _report as R
 from lossjax._sampling import host_rng
 from lossjax.audit._flat import _FlatCall, _select, _to_float64, one_hot_rows
-from lossjax.audit._verdict import _classify, _counts, _elements, _verdict
+from lossjax.audit._diagnose import diagnose
+from lossjax.audit._verdict import (Evidence, _classify, _counts, _elements, _verdict,
+                                    user_tolerance, worst_relative)
 
 LOCALISE = 256          # sampled diagonal elements beyond the exhaustive size
 
@@ -31,7 +33,7 @@ _hessian_diagonal_kernel = fast_jit(_hessian_rows, static_argnums=0)
 
 
 def _hessian_diagonal(bound, args, dynamic, flat, orc, hess, kappa, name, exhaustive, key,
-                      who, auto=None):
+                      who, auto=None, rtol=0.0, atol=0.0):
     """Hand-derived Hessian diagonal ``hess`` (its value at the input) vs forward-over-reverse
     autodiff (``auto``, the whole diagonal, when already computed) vs second differences."""
     h_hand = flat.ravel(hess, who, "hess(*args)")
@@ -56,7 +58,7 @@ def _hessian_diagonal(bound, args, dynamic, flat, orc, hess, kappa, name, exhaus
     est = orc.refined(index, target=np.full((flat.n, 1), np.inf), second_target=second_target)
     o, oe = est.second[:, 0], est.second_error[:, 0]
     scale = np.max(np.abs(o[np.isfinite(o)]), initial=0.0)
-    tol_model = kappa * flat.eps * (np.abs(o) + scale)
+    tol_model = kappa * flat.eps * (np.abs(o) + scale) + user_tolerance(o, rtol, atol)
     hand = h_hand[index]
     labels = _classify(hand, auto, o, oe, tol_model)
     # A jump in the second derivative (huber at |r| = delta): the one-sided second
@@ -76,15 +78,26 @@ def _hessian_diagonal(bound, args, dynamic, flat, orc, hess, kappa, name, exhaus
     left = np.where(gradient_kink, -np.inf, left)
     right = np.where(gradient_kink, np.inf, right)
     tol = tol_model + 3 * oe
-    worst, kinks = _elements(flat, labels, hand, auto, o, oe, tol, left, right, index=index)
-    verdict, blame, ok = _verdict(labels, True, "Hessian diagonal")
+    worst, kinks = _elements(flat, labels, hand, auto, o, oe, tol, left, right, index=index,
+                             part="Hessian diagonal")
+    failing = np.array([lab not in R.NOT_FAILING for lab in labels], bool)
+    diagnoses = diagnose(hand, o, tol, failing, flat, np.asarray(orc.x)[index]) \
+        if exhaustive else []
+
+    def where(k):
+        path, idx = flat.locate(index[k])
+        return f"{path}{list(idx)}"
+    evidence = Evidence(hand, auto, o, tol, where, left, right, diagnoses=diagnoses)
+    verdict, blame, ok, notes = _verdict(labels, True, "Hessian diagonal", evidence=evidence)
     detection = (f"{'every' if exhaustive else len(index)} diagonal element"
                  f"{'' if exhaustive else 's (random sample)'} checked; tolerance median "
                  f"{np.median(tol):.2g}")
     return R.AuditReport(name, "Hessian diagonal", "exhaustive" if exhaustive else
                          "sampled elements", len(index), flat.dtype,
                          "Richardson second differences", kappa, verdict, blame, ok, detection,
-                         _counts(labels), worst, kinks, [])
+                         _counts(labels), worst, kinks, [], rtol=rtol, atol=atol,
+                         worst_relative=worst_relative(hand, o, labels), diagnoses=diagnoses,
+                         notes=notes)
 
 
 def _hessian_vector(bound, args, dynamic, flat, hvp, kappa, name, key, who, probes=4):
@@ -118,9 +131,10 @@ def _hessian_vector(bound, args, dynamic, flat, hvp, kappa, name, key, who, prob
                                float(np.max(np.abs(u_hv - v_hu) / sym_tol)),
                                bool(np.all(np.abs(u_hv - v_hu) <= sym_tol)), ""))
     labels = np.where(hand_ok, R.PASS, np.where(auto_ok, R.HAND_WRONG, R.UNSTABLE)).ravel()
-    verdict, blame, ok = _verdict(labels.astype(object), True, "Hessian-vector product", checks)
+    verdict, blame, ok, notes = _verdict(labels.astype(object), True, "Hessian-vector product",
+                                         checks)
     return R.AuditReport(name, "Hessian-vector product", "random probes", flat.n, flat.dtype,
                          "central differences of the float64 autodiff gradient", kappa, verdict,
                          blame, ok, f"{probes} random vectors, every component compared",
-                         _counts(labels.astype(object)), [], [], checks)
+                         _counts(labels.astype(object)), [], [], checks, notes=notes)
 

@@ -9,7 +9,10 @@ import numpy as np
 
 from lossjax._sampling import host_rng
 from lossjax.audit import _oracle, _report as R
-from lossjax.audit._verdict import _classify, _counts, _elements, _hull_slack, _verdict
+from lossjax.audit._diagnose import diagnose
+from lossjax.audit._verdict import (Evidence, _classify, _counts, _elements, _hull_slack,
+                                    _verdict, approximate, rounding_level, user_tolerance,
+                                    worst_relative)
 
 MAX_EXHAUSTIVE = 10_000
 LOCALISE = 256          # probe mode: elements given a per-element oracle when analytic != autodiff
@@ -61,7 +64,16 @@ def _oracle_target(tol_model, r):
     return np.maximum(tol_model, ORACLE_GOAL * scale) / 3
 
 
-def _exhaustive(flat, orc, a, r, tol_model, oracle, kappa, name, sensitivity, key, who):
+def _where(flat, index=None):
+    """Element k's name, e.g. "['w'][1, 2]"."""
+    def where(k):
+        path, idx = flat.locate(k if index is None else index[k])
+        return f"{path}{list(idx)}"
+    return where
+
+
+def _exhaustive(flat, orc, a, r, tol_model, oracle, kappa, name, sensitivity, key, who,
+                rtol=0.0, atol=0.0, custom=None, others=()):
     index = np.arange(flat.n)
     target = _oracle_target(tol_model, r)[:, None]
     est = orc.refined(index, target=target)
@@ -69,20 +81,31 @@ def _exhaustive(flat, orc, a, r, tol_model, oracle, kappa, name, sensitivity, ke
     method = _complex_where_needed(orc, oracle, index, o, oe, target[:, 0], key, who)
     scale_o = np.max(np.abs(o[np.isfinite(o)]), initial=0.0)
     tol_base = kappa * flat.eps * (np.abs(o) + scale_o)
-    tol_model = tol_base + sensitivity
+    model = tol_base + sensitivity
+    tol_model = model + user_tolerance(o, rtol, atol)
     sides = (est.left[:, 0], est.right[:, 0], _hull_slack(est), est.side_error[:, 0])
-    labels = _classify(a, r, o, oe, tol_model, *sides, tol_kink=tol_base)
+    labels = _classify(a, r, o, oe, tol_model, *sides, tol_kink=tol_base,
+                       rounding=None if a is None else rounding_level(flat.eps, o))
     # An infinite input (alpha = -inf) cannot be perturbed: its derivative is a limit.
-    labels[~np.isfinite(np.asarray(orc.x))] = R.SKIPPED
+    x = np.asarray(orc.x)
+    labels[~np.isfinite(x)] = R.SKIPPED
     tol = tol_model + 3 * oe
     worst, kinks = _elements(flat, labels, a, r, o, oe, tol, sides[0], sides[1])
-    verdict, blame, ok = _verdict(labels, a is not None, "gradient")
+    chosen = a if a is not None else r
+    failing = np.array([lab not in R.NOT_FAILING for lab in labels], bool)
+    evidence = Evidence(a, r, o, tol, _where(flat), sides[0], sides[1], custom,
+                        model + 3 * oe, diagnose(chosen, o, tol, failing, flat, x, others))
+    verdict, blame, ok, notes = _verdict(labels, a is not None, "gradient", evidence=evidence)
+    if ok:
+        verdict = approximate(verdict, evidence, labels, rtol, atol)
     median_rel = float(np.median(tol / np.maximum(np.abs(o), 1e-300))) if flat.n else 0.0
     detection = (f"every element checked; an element is flagged when off by more than its "
                  f"tolerance (median {np.median(tol):.2g} absolute, {median_rel:.2g} relative "
                  f"to its own value)")
     report = R.AuditReport(name, "gradient", "exhaustive", flat.n, flat.dtype, method, kappa,
-                           verdict, blame, ok, detection, _counts(labels), worst, kinks, [])
+                           verdict, blame, ok, detection, _counts(labels), worst, kinks, [],
+                           rtol=rtol, atol=atol, worst_relative=worst_relative(chosen, o, labels),
+                           diagnoses=evidence.diagnoses, notes=notes)
     report._sweep = _sweeper(orc, worst, flat, o)
     return report
 
@@ -103,7 +126,8 @@ def _sweeper(orc, worst, flat, o):
     return sweep
 
 
-def _probe_mode(flat, orc, a, r, oracle, kappa, name, probes, key, sensitivity, key_cs, who):
+def _probe_mode(flat, orc, a, r, oracle, kappa, name, probes, key, sensitivity, key_cs, who,
+                rtol=0.0, atol=0.0, custom=None):
     v = host_rng(key).standard_normal((probes, flat.n))
     est = orc.finite_differences(vectors=v)
     o_v, oe_v = est.value[:, 0].copy(), est.error[:, 0].copy()
@@ -120,7 +144,7 @@ def _probe_mode(flat, orc, a, r, oracle, kappa, name, probes, key, sensitivity, 
                              f"use oracle='auto'.")
     r_v = vn @ r
     tol_v = kappa * flat.eps * (np.abs(vn) @ np.abs(r) + np.abs(o_v)) + 3 * oe_v + \
-        np.abs(vn) @ sensitivity
+        np.abs(vn) @ sensitivity + np.abs(vn) @ user_tolerance(r, rtol, atol)
     checks = [R.ProbeCheck("autodiff vs oracle along random probes",
                            float(np.max(np.abs(r_v - o_v) / tol_v)),
                            bool(np.all(np.abs(r_v - o_v) <= tol_v)), f"{probes} probes")]
@@ -131,9 +155,10 @@ def _probe_mode(flat, orc, a, r, oracle, kappa, name, probes, key, sensitivity, 
                                    bool(np.all(np.abs(a_v - o_v) <= tol_v)), f"{probes} probes"))
     # Elementwise: hand-derived vs autodiff everywhere (cheap), oracle where they differ.
     scale_r = np.max(np.abs(r[np.isfinite(r)]), initial=0.0)
-    tol_model = kappa * flat.eps * (np.abs(r) + scale_r) + sensitivity
+    tol_model = kappa * flat.eps * (np.abs(r) + scale_r) + sensitivity + \
+        user_tolerance(r, rtol, atol)
     labels = np.array([], dtype=object)
-    worst, kinks = [], []
+    worst, kinks, evidence = [], [], None
     if a is not None:
         gap = np.where(np.isfinite(a - r), np.abs(a - r) / (2 * tol_model + 1e-300), np.inf)
         suspicious = np.nonzero(gap > 1)[0]
@@ -146,12 +171,16 @@ def _probe_mode(flat, orc, a, r, oracle, kappa, name, probes, key, sensitivity, 
             _complex_where_needed(orc, oracle, suspicious, o, oe, tm / 3, key_cs, who)
             labels = _classify(a[suspicious], r[suspicious], o, oe, tm, e.left[:, 0],
                                e.right[:, 0], _hull_slack(e), e.side_error[:, 0],
-                               tol_kink=tm - sensitivity[suspicious])
+                               tol_kink=tm - sensitivity[suspicious],
+                               rounding=rounding_level(flat.eps, o))
             worst, kinks = _elements(flat, labels, a[suspicious], r[suspicious], o, oe,
                                      tm + 3 * oe, e.left[:, 0], e.right[:, 0], index=suspicious)
+            evidence = Evidence(a[suspicious], r[suspicious], o, tm + 3 * oe,
+                                _where(flat, suspicious), e.left[:, 0], e.right[:, 0], custom)
     scope = f"along {probes} random probes" + \
         (" and elementwise (hand-derived vs autodiff)" if a is not None else "")
-    verdict, blame, ok = _verdict(labels, a is not None, "gradient", checks, scope=scope)
+    verdict, blame, ok, notes = _verdict(labels, a is not None, "gradient", checks, scope=scope,
+                                         evidence=evidence)
     z = _z_for(probes)
     caught = float(np.median(tol_v)) / z          # the discrepancy norm caught at 99%
     gnorm = float(np.linalg.norm(r))
@@ -162,6 +191,9 @@ def _probe_mode(flat, orc, a, r, oracle, kappa, name, probes, key, sensitivity, 
                     f"{np.median(2 * tol_model):.2g}), the oracle localising up to {LOCALISE} "
                     f"disagreeing elements" if a is not None else ""))
     counts = {"probes": probes, **(_counts(labels) if labels.size else {})}
+    rel = float(np.max(np.abs(vn @ (a if a is not None else r) - o_v) /
+                       np.maximum(np.abs(o_v), 1e-300)))
     return R.AuditReport(name, "gradient", "random probes", flat.n, flat.dtype, method, kappa,
-                         verdict, blame, ok, detection, counts, worst, kinks, checks)
+                         verdict, blame, ok, detection, counts, worst, kinks, checks,
+                         rtol=rtol, atol=atol, worst_relative=rel, notes=notes)
 

@@ -20,6 +20,9 @@ lie between them.
 """
 from __future__ import annotations
 
+import dataclasses
+from typing import Any, Callable, Optional
+
 import numpy as np
 
 from lossjax.audit import _report as R
@@ -29,12 +32,14 @@ KEEP = 50               # ranked elements kept in a report
 
 
 def _classify(a, r, o, oe, tol_model, left=None, right=None, hull_slack=None, side_err=None,
-              tol_kink=None):
+              tol_kink=None, rounding=None):
     """Element classifications (object array) for flat arrays; ``a`` may be None.
 
     ``tol_kink`` (default ``tol_model``) is the tolerance for calling the one-sided
     derivatives different; it must not include the measured ulp-sensitivity, which is itself
-    large at a kink (a one-ulp move flips the side)."""
+    large at a kink (a one-ulp move flips the side). ``rounding`` (with ``a``): where autodiff
+    misses the oracle by less than this while the hand-derived value agrees, the gap is
+    rounding (a note), not a wrong rule."""
     tol = tol_model + 3 * oe
     labels = np.full(r.shape, R.PASS, dtype=object)
     finite_o = np.isfinite(o)
@@ -44,6 +49,8 @@ def _classify(a, r, o, oe, tol_model, left=None, right=None, hull_slack=None, si
         ar_ok = np.abs(a - r) <= 2 * tol_model
         labels[ro_ok & ~ao_ok] = R.HAND_WRONG
         labels[~ro_ok & ao_ok] = R.AUTODIFF_WRONG
+        if rounding is not None:
+            labels[~ro_ok & ao_ok & (np.abs(r - o) <= rounding)] = R.AUTODIFF_INACCURATE
         # Hand-derived and autodiff agree but the oracle, confident, does not: autodiff is
         # using the hand-derived rule (custom_vjp) or both share a mistake.
         confident = oe <= 0.1 * np.abs(a - o)
@@ -69,6 +76,20 @@ def _classify(a, r, o, oe, tol_model, left=None, right=None, hull_slack=None, si
     return labels
 
 
+def rounding_level(eps, o):
+    """What rounding can explain of an autodiff/oracle gap: half the digits of the
+    derivative's scale, sqrt(eps) × (|o_i| + max |o|) (as for forward vs reverse mode). A
+    wrong derivative rule misses by far more (a percent); saturated intermediates cost
+    autodiff a few digits, not half of them."""
+    scale = np.max(np.abs(o[np.isfinite(o)]), initial=0.0)
+    return np.sqrt(eps) * (np.abs(o) + scale)
+
+
+def user_tolerance(o, rtol, atol):
+    """The user's allowance for a deliberate approximation: atol + rtol × |oracle|."""
+    return atol + rtol * np.abs(np.where(np.isfinite(o), o, 0.0))
+
+
 def _hull_slack(est):
     """Allowance around the one-sided derivatives at a kink: their error estimates plus the
     curvature of each smooth side over one step (the central second difference is spurious
@@ -79,14 +100,16 @@ def _hull_slack(est):
     return out[:, 0] if out.shape[1] == 1 and est.value.shape[1] == 1 else out
 
 
-def _elements(flat, labels, a, r, o, oe, tol, left=None, right=None, index=None, outputs=None):
-    """Element records, worst first (by error / tolerance), and the kinks."""
+def _elements(flat, labels, a, r, o, oe, tol, left=None, right=None, index=None, outputs=None,
+              part="gradient"):
+    """Element records, failing first then worst first (by error / tolerance), and the
+    kinks."""
     index = np.arange(r.size) if index is None else np.asarray(index)
     chosen = a if a is not None else r
     with np.errstate(invalid="ignore", divide="ignore"):
         score = np.where(np.isfinite(chosen), np.abs(chosen - o) / np.maximum(tol, 1e-300), np.inf)
     score = np.where(np.isnan(score), np.inf, score)
-    failing = np.array([lab not in (R.PASS, R.KINK, R.SKIPPED) for lab in labels])
+    failing = np.array([lab not in R.NOT_FAILING for lab in labels], bool)
     order = np.lexsort((-score, ~failing))
 
     def record(k):
@@ -97,7 +120,7 @@ def _elements(flat, labels, a, r, o, oe, tol, left=None, right=None, index=None,
             tolerance=float(tol[k]), analytic=None if a is None else float(a[k]),
             left=None if left is None else float(left[k]),
             right=None if right is None else float(right[k]),
-            output=None if outputs is None else tuple(outputs[k]))
+            output=None if outputs is None else tuple(outputs[k]), part=part)
 
     worst = [record(k) for k in order[:KEEP]]
     kinks = [record(k) for k in np.nonzero(labels == R.KINK)[0][:1000]]
@@ -106,51 +129,180 @@ def _elements(flat, labels, a, r, o, oe, tol, left=None, right=None, index=None,
 
 def _counts(labels):
     names = [R.PASS, R.KINK, R.SKIPPED, R.HAND_WRONG, R.NOT_SUBGRADIENT, R.ALL_DISAGREE,
-             R.SHARED_WRONG,
-             R.AUTODIFF_WRONG, R.UNSTABLE]
+             R.SHARED_WRONG, R.AUTODIFF_WRONG, R.AUTODIFF_INACCURATE, R.UNSTABLE]
     return {n: int(np.sum(labels == n)) for n in names if n == R.PASS or np.any(labels == n)}
 
 
-def _verdict(labels, has_analytic, quantity, probe_checks=(), scope=None):
-    """(verdict, blame, ok). With a hand-derived derivative, that derivative is what is
-    audited: autodiff's own inaccuracies are reported as notes, not failures. ``scope``
-    says what a pass covered (default: every element)."""
+def worst_relative(chosen, o, labels):
+    """max |chosen - o| / |o| over the elements that are not kinks and whose oracle is at
+    least 1e-6 of the largest (relative error is meaningless where the derivative is 0)."""
+    scale = np.max(np.abs(o[np.isfinite(o)]), initial=0.0)
+    keep = np.isfinite(o) & np.isfinite(chosen) & (np.abs(o) >= 1e-6 * scale) & (scale > 0) & \
+        np.array([lab not in (R.KINK, R.NOT_SUBGRADIENT, R.SKIPPED) for lab in labels], bool)
+    if not keep.any():
+        return None
+    return float(np.max(np.abs(chosen[keep] - o[keep]) / np.abs(o[keep])))
+
+
+@dataclasses.dataclass
+class Evidence:
+    """The numbers a verdict's sentences quote: per element, the hand-derived value (or
+    None), autodiff, the oracle, the tolerance and the one-sided derivatives; ``where(k)``
+    names element k; ``custom``: whether fn contains a custom derivative rule (None:
+    unknown); ``model_tol``: the error model's tolerance alone (without rtol/atol)."""
+    a: Optional[np.ndarray]
+    r: np.ndarray
+    o: np.ndarray
+    tol: np.ndarray
+    where: Callable
+    left: Optional[np.ndarray] = None
+    right: Optional[np.ndarray] = None
+    custom: Any = None                # bool, None (unknown) or a function giving one
+    model_tol: Optional[np.ndarray] = None
+    diagnoses: list = dataclasses.field(default_factory=list)
+
+    def example(self, labels, *classes) -> str:
+        """The worst element of ``classes`` with its values, e.g. "[3]: hand 6, autodiff 3,
+        oracle 3"."""
+        mask = np.isin(labels, classes)
+        chosen = self.a if self.a is not None else self.r
+        with np.errstate(invalid="ignore", divide="ignore"):
+            score = np.where(mask, np.abs(chosen - self.o) / np.maximum(self.tol, 1e-300), -1)
+        score = np.where(np.isnan(score), np.inf, score)
+        k = int(np.argmax(score))
+        parts = [] if self.a is None else [f"hand {self.a[k]:.6g}"]
+        parts.append(f"autodiff {self.r[k]:.6g}")
+        if labels[k] in (R.KINK, R.NOT_SUBGRADIENT) and self.left is not None:
+            parts.append(f"one-sided {self.left[k]:.6g} and {self.right[k]:.6g}")
+        else:
+            parts.append(f"oracle {self.o[k]:.6g}")
+        return f"{self.where(k)}: " + ", ".join(parts)
+
+    def times_tolerance(self, labels, *classes) -> float:
+        mask = np.isin(labels, classes)
+        return float(np.max(np.abs(self.r[mask] - self.o[mask]) / np.maximum(
+            self.tol[mask], 1e-300), initial=0.0))
+
+
+def _verdict(labels, has_analytic, quantity, probe_checks=(), scope=None, evidence=None):
+    """(verdict, blame, ok, notes). With a hand-derived derivative, that derivative is what is
+    audited, but a custom derivative rule in fn that autodiff (and so training) runs through
+    must be right too: autodiff missing the oracle beyond rounding fails. ``scope`` says
+    what a pass covered (default: every element); ``evidence`` (an :class:`Evidence`) lets
+    the sentences quote an element's numbers."""
     n = labels.size
     count = lambda *names: int(sum(np.sum(labels == x) for x in names))  # noqa: E731
+    ex = (lambda *c: f" (e.g. {evidence.example(labels, *c)})") if evidence is not None \
+        else (lambda *c: "")
     failed = [p for p in probe_checks if not p.ok]
     hand_probes = [p for p in failed if p.what.startswith("hand-derived")]
     auto_probes = [p for p in failed if not p.what.startswith("hand-derived")]
-    hand, shared = count(R.HAND_WRONG, R.NOT_SUBGRADIENT, R.ALL_DISAGREE), count(R.SHARED_WRONG)
-    auto, unstable, kinks = count(R.AUTODIFF_WRONG), count(R.UNSTABLE), count(R.KINK)
+    wrong, outside, all3 = count(R.HAND_WRONG), count(R.NOT_SUBGRADIENT), count(R.ALL_DISAGREE)
+    shared = count(R.SHARED_WRONG)
+    auto, inaccurate = count(R.AUTODIFF_WRONG), count(R.AUTODIFF_INACCURATE)
+    unstable, kinks = count(R.UNSTABLE), count(R.KINK)
     kink_note = f" ({kinks} kink{'s' if kinks != 1 else ''} classified)" if kinks else ""
-    if has_analytic and (hand or hand_probes):
-        where = f" at {hand + shared} of {n} elements" if hand + shared else \
-            " along random probes"
-        return (f"hand-derived {quantity} is wrong{where}: it differs from the oracle while "
-                f"autodiff agrees"), "hand-derived", False
+    diagnosis = ("; " + "; ".join(evidence.diagnoses)) if evidence is not None and \
+        evidence.diagnoses else ""
+    notes = []
+    if inaccurate:
+        notes.append(f"autodiff is less accurate than the hand-derived {quantity} at "
+                     f"{inaccurate} of {n} elements (worst "
+                     f"{evidence.times_tolerance(labels, R.AUTODIFF_INACCURATE):.3g} × tolerance"
+                     if evidence is not None else
+                     f"autodiff is less accurate than the hand-derived {quantity} at "
+                     f"{inaccurate} of {n} elements (")
+        notes[-1] += "; within sqrt(eps) of the derivative's scale: rounding, not a wrong rule)"
+    if has_analytic and (wrong or outside or all3 or hand_probes):
+        pieces = []
+        if wrong:
+            pieces.append(f"at {wrong} of {n} elements it differs from the oracle while "
+                          f"autodiff agrees{ex(R.HAND_WRONG)}")
+        if outside:
+            pieces.append(f"at {outside} kink{'s' if outside != 1 else ''} it lies outside "
+                          f"the one-sided derivatives{ex(R.NOT_SUBGRADIENT)}")
+        if all3:
+            pieces.append(f"at {all3} of {n} elements it, autodiff and the oracle all "
+                          f"differ{ex(R.ALL_DISAGREE)}")
+        if hand_probes:
+            pieces.append("along random probes it differs from the oracle")
+        return (f"hand-derived {quantity} is wrong: " + "; ".join(pieces) + diagnosis,
+                "hand-derived", False, notes)
     if has_analytic and shared:
         return (f"hand-derived {quantity} is wrong at {shared} of {n} elements: it agrees with "
                 f"autodiff but both differ from the oracle, beyond its error estimate (autodiff "
                 f"uses the hand-derived rule through custom_vjp/custom_jvp, or both share the "
-                f"mistake)"), "hand-derived", False
-    if not has_analytic and (auto or auto_probes):
-        what = f"at {auto} of {n} elements" if auto else \
+                f"mistake){ex(R.SHARED_WRONG)}{diagnosis}"), "hand-derived", False, notes
+    if auto or auto_probes:
+        what = f"at {auto} of {n} elements{ex(R.AUTODIFF_WRONG)}" if auto else \
             "; ".join(p.what for p in auto_probes)
-        return (f"autodiff disagrees with the oracle {what}: the function is not "
-                f"differentiable there or its derivative rule is wrong"), "autodiff", False
+        custom = None if evidence is None else evidence.custom
+        custom = custom() if callable(custom) else custom
+        if custom:
+            head = (f"autodiff: a custom derivative rule in fn is wrong: autodiff of fn "
+                    f"differs from the oracle {what}")
+        elif custom is False:
+            head = (f"autodiff of fn differs from the oracle {what} (fn has no custom_vjp/"
+                    f"custom_jvp: a non-differentiable point or numerically unstable autodiff)")
+        else:
+            head = (f"autodiff disagrees with the oracle {what}: the function is not "
+                    f"differentiable there or its derivative rule is wrong")
+        if has_analytic:
+            head += (f"; the hand-derived {quantity} agrees with the oracle, but jax.grad of "
+                     f"fn (what training uses) runs through autodiff")
+        return head + diagnosis, "autodiff", False, notes
     if unstable:
         return (f"inconclusive at {unstable} of {n} elements: the oracle's estimate is too "
                 f"uncertain there to judge (numerically unstable function or a "
-                f"non-differentiable point the oracle cannot resolve)"), "unstable", False
+                f"non-differentiable point the oracle cannot resolve)"), "unstable", False, notes
     agree = "hand-derived, autodiff and oracle agree" if has_analytic else \
         "autodiff and oracle agree"
     scope = scope or f"at all {n} elements"
-    verdict = f"{agree} {scope}{kink_note}" if not auto else \
+    verdict = f"{agree} {scope}{kink_note}" if not inaccurate else \
         f"hand-derived {quantity} and oracle agree {scope}{kink_note}"
-    if auto or auto_probes:
-        verdict += (f"; note: autodiff is less accurate than the hand-derived {quantity}"
-                    + (f" at {auto} elements" if auto else "")
-                    + ("; " + "; ".join(f"{p.what} differ" for p in auto_probes)
-                       if auto_probes else ""))
-    return verdict, "none", True
+    return verdict, "none", True, notes
 
+
+def approximate(verdict, evidence, labels, rtol, atol):
+    """A passing verdict that needed the user's rtol/atol says so, with the worst relative
+    error: "approximately right (within rtol=1e-08): worst relative error 1.5e-09"."""
+    if evidence is None or evidence.model_tol is None or not (rtol or atol):
+        return verdict
+    chosen = evidence.a if evidence.a is not None else evidence.r
+    beyond = (np.abs(chosen - evidence.o) > evidence.model_tol) & (labels == R.PASS)
+    if not beyond.any():
+        return verdict
+    rel = worst_relative(chosen, evidence.o, labels)
+    given = ", ".join(f"{k}={v:g}" for k, v in (("rtol", rtol), ("atol", atol)) if v)
+    return (f"approximately right (within {given} at {int(beyond.sum())} elements beyond the "
+            f"error model): worst relative error {rel:.2g}; " + verdict)
+
+
+def combine(report, parts):
+    """The top-level verdict over every part: fails when any part fails and names each
+    failing part; ``report.worst`` ranks failing elements of every part first."""
+    report.parts = parts
+    failing = [p for p in parts if not p.ok]
+    if failing:
+        passing = [p.part for p in parts if p.ok]
+        report.ok = False
+        report.blame = failing[0].blame
+        report.verdict = "; AND ".join(
+            p.verdict if p.part == report.quantity else f"{p.part}: {p.verdict}"
+            for p in failing) + \
+            (f" ({', '.join(passing)} pass{'es' if len(passing) == 1 else ''})"
+             if passing else "")
+        if len(failing) > 1:
+            report.verdict = f"{len(failing)} parts fail — " + report.verdict
+    own = getattr(report, "_own_worst", None)
+    if own is None:                       # the first combine: report.worst is its own part's
+        own = report._own_worst = list(report.worst)
+    elements = list(own)
+    for sub in report.sub_reports:
+        for e in sub.worst:
+            if e.part == "gradient" and sub.quantity != "gradient":
+                e.part = sub.quantity     # a sub-audit renamed after it ran (w.r.t. another)
+        elements += sub.worst
+    elements.sort(key=lambda e: (not e.failing, -e.score))
+    report.worst = elements[:KEEP * (1 + len(report.sub_reports))]
+    return report
