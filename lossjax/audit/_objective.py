@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from lossjax.audit import _oracle, _report as R
+from lossjax.audit._diagnose import diagnose
 from lossjax.audit._verdict import (KAPPA, Evidence, _counts, _elements, _verdict,
                                     user_tolerance, worst_relative)
 
@@ -151,7 +152,16 @@ def check_objective(obj, predictions, labels, *, loss=None, convention="xgboost"
     def derivatives(q):
         return _call_objective(obj, convention, q, y, w, who)
     if loss is not None:
-        return _against_loss(loss, derivatives, p, y, w, loss_kwargs, kappa, rtol, atol, name)
+        # the loss sees the labels and weights as the framework hands them to the objective
+        # (XGBoost stores them in float32)
+        seen = _XGBoostData(y, w) if convention == "xgboost" else None
+        y_seen = y if seen is None or y.dtype.kind in "iu" and p.ndim == 2 else \
+            seen.get_label().astype(np.float64)
+        w_seen = w if seen is None or w is None else seen.get_weight().astype(np.float64)
+        if p.ndim == 2:
+            y_seen = np.rint(y_seen).astype(np.int64)
+        return _against_loss(loss, derivatives, p, y_seen, w_seen, loss_kwargs, kappa, rtol,
+                             atol, name)
     return _self_consistent(derivatives, p, kappa, rtol, atol, name, who, convention)
 
 
@@ -219,24 +229,31 @@ def _self_consistent(derivatives, p, kappa, rtol, atol, name, who, convention):
         best = None
         for h in (2.0 ** -5, 2.0 ** -11, 2.0 ** -17):
             vals = along(direction, h)
-            (central, err, left, right, *_rest) = _oracle._richardson(
+            (central, err, left, right, _, _, side_err, *_rest) = _oracle._richardson(
                 vals[None], g0.reshape(1, -1), np.asarray([[h]]), np.abs(g0).reshape(1, -1))
-            central, err, left, right = central[0], err[0], left[0], right[0]
+            now = [central[0], err[0], left[0], right[0], side_err[0]]
             if best is None:
-                best = [central, err, left, right]
+                best = now
             else:
-                better = err < best[1]
-                for i, v in enumerate((central, err, left, right)):
-                    best[i] = np.where(better, v, best[i])
+                better = now[1] < best[1]
+                best = [np.where(better, v, b) for v, b in zip(now, best)]
+        # a jump in the gradient itself (a kink of the loss): at the smallest step the
+        # differences across x no longer shrink when the step halves
+        across_quarter, across_half = np.abs(vals[2] - vals[3]), np.abs(vals[1] - vals[4])
+        noise = 64 * eps_out * (np.abs(g0).reshape(-1) + np.max(np.abs(vals), axis=0))
+        best.append((across_quarter > 0.75 * across_half) & (across_quarter > noise))
         return best
     # the diagonal blocks: class c of every sample moved at once (separable objectives)
     block = np.zeros((X.shape[0], classes, classes))
     block_err = np.zeros_like(block)
-    left_d, right_d = np.zeros(X.shape), np.zeros(X.shape)
+    left_d, right_d, side_d = np.zeros(X.shape), np.zeros(X.shape), np.zeros(X.shape)
+    discontinuous = np.zeros(X.shape, bool)
     for c in range(classes):
         d = np.zeros(X.shape)
         d[:, c] = scale_x[:, c]
-        central, err, left, right = (v.reshape(X.shape) for v in estimate(d))
+        central, err, left, right, side, cut = (v.reshape(X.shape) for v in estimate(d))
+        side_d[:, c] = side[:, c] / scale_x[:, c]
+        discontinuous[:, c] = cut[:, c]
         block[:, :, c] = central / scale_x[:, c:c + 1]
         block_err[:, :, c] = err / scale_x[:, c:c + 1]
         left_d[:, c], right_d[:, c] = left[:, c] / scale_x[:, c], right[:, c] / scale_x[:, c]
@@ -245,7 +262,8 @@ def _self_consistent(derivatives, p, kappa, rtol, atol, name, who, convention):
     # separability: random signs over every prediction at once
     rng = np.random.default_rng(0)
     signs = rng.choice([-1.0, 1.0], size=X.shape) * scale_x
-    measured, m_err, _, _ = estimate(signs)
+    measured, m_err, _, _, _, cut = estimate(signs)
+    m_err = np.where(cut, np.inf, m_err)          # no derivative across a jump
     predicted = np.einsum("ncd,nd->nc", block, signs).reshape(-1)
     sep_scale = np.einsum("ncd,nd->nc", np.abs(block), np.abs(signs)).reshape(-1)
     sep_tol = kappa * eps * (sep_scale + np.abs(predicted)) + 3 * (
@@ -261,14 +279,15 @@ def _self_consistent(derivatives, p, kappa, rtol, atol, name, who, convention):
     labels[np.abs(h_flat - o) > tol] = R.HAND_WRONG
     labels[~np.isfinite(o)] = R.UNSTABLE
     lo, hi = np.minimum(left_d, right_d).reshape(-1), np.maximum(left_d, right_d).reshape(-1)
-    jump = np.abs(hi - lo) > 2 * tol_model + 10 * oe + np.sqrt(eps_out) * (np.abs(lo) +
-                                                                          np.abs(hi))
+    jump = (np.abs(hi - lo) > 2 * tol_model + 10 * side_d.reshape(-1) +
+            np.sqrt(eps_out) * (np.abs(lo) + np.abs(hi))) | discontinuous.reshape(-1)
     labels[jump] = R.KINK      # the gradient jumps (|r| at 0): its derivative is a Dirac delta
     left_e, right_e = np.where(jump, -np.inf, lo), np.where(jump, np.inf, hi)
 
     class _View:           # element naming for the report: (sample, class)
         paths = [""]
         shapes = [shape]
+        offsets = [0, int(np.prod(shape))]
 
         @staticmethod
         def locate(i):
@@ -278,8 +297,10 @@ def _self_consistent(derivatives, p, kappa, rtol, atol, name, who, convention):
     checks = [R.ProbeCheck("gradient's Jacobian is (block-)diagonal: each sample's gradient "
                            "depends on its own prediction only", sep_worst, separable,
                            "random ± moves of every prediction at once")]
+    failing = np.array([lab not in R.NOT_FAILING for lab in labels], bool)
     evidence = Evidence(h_flat, h_flat, o, tol, lambda k: str(list(_View.locate(k)[1])),
-                        left_e, right_e)
+                        left_e, right_e, diagnoses=diagnose(h_flat, o, tol, failing, _View,
+                                                            x.reshape(-1)))
     verdict, blame, ok, notes = _verdict(labels, True, "Hessian", checks, evidence=evidence)
     if not separable:
         ok, blame = False, "hand-derived"
@@ -301,5 +322,5 @@ def _self_consistent(derivatives, p, kappa, rtol, atol, name, who, convention):
                          kappa, verdict, blame, ok,
                          f"every prediction's Hessian checked; tolerance median "
                          f"{np.median(tol):.2g}", _counts(labels), worst, kinks, checks,
-                         rtol=rtol, atol=atol,
-                         worst_relative=worst_relative(h_flat, o, labels), notes=notes)
+                         rtol=rtol, atol=atol, worst_relative=worst_relative(h_flat, o, labels),
+                         diagnoses=evidence.diagnoses, notes=notes)
