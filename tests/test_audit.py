@@ -226,6 +226,7 @@ def test_probe_mode_localises_a_wrong_element_and_states_its_threshold():
     r = audit.check(mean_square, p, t, grad=wrong, mode="probe", probes=8)
     assert r.mode == "random probes" and not r.ok and r.blame == "hand-derived"
     assert r.worst[0].index == (17,)
+    assert "at 1 of 1 localised elements (of 3000) it differs from the oracle" in r.verdict
     assert "8 Gaussian probes catch" in r.detection and "99%" in r.detection
     ok = audit.check(mean_square, p, t, grad=good_grad, mode="probe", probes=8)
     assert ok.ok and "random probes" in ok.verdict

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import lossjax as lj
+from conftest import compiled
 
 LCE = lj.linear_cross_entropy
 
@@ -55,19 +56,23 @@ CASES = [(SHAPES[0], o) for o in OPTIONS[:-1]] + [(s, OPTIONS[-1]) for s in SHAP
 def test_value_and_gradients_match_dense_float64(shape, opts):
     n, d, v, tb, vb = shape
     h, w, b, y = _inputs(n, d, v, seed=n * v)
-    kw = dict(bias=b, token_block=tb, vocab_block=vb, **opts)
-    value = LCE(h, w, y, **kw)
-    np.testing.assert_allclose(value, dense(h, w, b, y, **opts), rtol=1e-12)
-    grads = jax.grad(lambda h, w, b: LCE(h, w, y, **{**kw, "bias": b}), (0, 1, 2))(h, w, b)
-    ref = jax.grad(lambda h, w, b: dense(h, w, b, y, **opts), (0, 1, 2))(h, w, b)
+    kw = dict(token_block=tb, vocab_block=vb, **opts)
+
+    def routes(h, w, b, y):
+        """The loss, its autodiff gradients and its hand-derived ones, and the dense
+        reference's value and gradients: one compiled program."""
+        ours = jax.value_and_grad(lambda h, w, b: LCE(h, w, y, bias=b, **kw), (0, 1, 2))
+        ref = jax.value_and_grad(lambda h, w, b: dense(h, w, b, y, **opts), (0, 1, 2))
+        hand = [LCE.grad(h, w, y, bias=b, **kw)] + [LCE.grad(h, w, y, bias=b, wrt=wrt, **kw)
+                                                     for wrt in ("weight", "bias")]
+        return ours(h, w, b), ref(h, w, b), hand
+    (value, grads), (want, ref), hand = compiled(routes, h, w, b, y)
+    np.testing.assert_allclose(value, want, rtol=1e-12)
     for g, r in zip(grads, ref):
         np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-14)
     # the hand-derived .grad, w.r.t. each argument
-    np.testing.assert_allclose(LCE.grad(h, w, y, **kw), ref[0], rtol=1e-10, atol=1e-14)
-    np.testing.assert_allclose(LCE.grad(h, w, y, wrt="weight", **kw), ref[1], rtol=1e-10,
-                               atol=1e-14)
-    np.testing.assert_allclose(LCE.grad(h, w, y, wrt="bias", **kw), ref[2], rtol=1e-10,
-                               atol=1e-14)
+    for g, r in zip(hand, ref):
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-14)
 
 
 def test_reduction_none_under_an_arbitrary_cotangent():

@@ -180,7 +180,7 @@ def _probe_mode(flat, orc, a, r, oracle, kappa, name, probes, key, sensitivity, 
     scope = f"along {probes} random probes" + \
         (" and elementwise (hand-derived vs autodiff)" if a is not None else "")
     verdict, blame, ok, notes = _verdict(labels, a is not None, "gradient", checks, scope=scope,
-                                         evidence=evidence)
+                                         evidence=evidence, total=flat.n)
     z = _z_for(probes)
     caught = float(np.median(tol_v)) / z          # the discrepancy norm caught at 99%
     gnorm = float(np.linalg.norm(r))

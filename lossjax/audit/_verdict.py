@@ -184,13 +184,17 @@ class Evidence:
             self.tol[mask], 1e-300), initial=0.0))
 
 
-def _verdict(labels, has_analytic, quantity, probe_checks=(), scope=None, evidence=None):
+def _verdict(labels, has_analytic, quantity, probe_checks=(), scope=None, evidence=None,
+             total=None):
     """(verdict, blame, ok, notes). With a hand-derived derivative, that derivative is what is
     audited, but a custom derivative rule in fn that autodiff (and so training) runs through
     must be right too: autodiff missing the oracle beyond rounding fails. ``scope`` says
     what a pass covered (default: every element); ``evidence`` (an :class:`Evidence`) lets
     the sentences quote an element's numbers."""
     n = labels.size
+    # probe mode judges only the elements it localised: say so, with the input's size
+    elements = f"{n} elements" if total is None or total == n else \
+        f"{n} localised elements (of {total})"
     count = lambda *names: int(sum(np.sum(labels == x) for x in names))  # noqa: E731
     ex = (lambda *c: f" (e.g. {evidence.example(labels, *c)})") if evidence is not None \
         else (lambda *c: "")
@@ -207,34 +211,34 @@ def _verdict(labels, has_analytic, quantity, probe_checks=(), scope=None, eviden
     notes = []
     if inaccurate:
         notes.append(f"autodiff is less accurate than the hand-derived {quantity} at "
-                     f"{inaccurate} of {n} elements (worst "
+                     f"{inaccurate} of {elements} (worst "
                      f"{evidence.times_tolerance(labels, R.AUTODIFF_INACCURATE):.3g} × tolerance"
                      if evidence is not None else
                      f"autodiff is less accurate than the hand-derived {quantity} at "
-                     f"{inaccurate} of {n} elements (")
+                     f"{inaccurate} of {elements} (")
         notes[-1] += "; within sqrt(eps) of the derivative's scale: rounding, not a wrong rule)"
     if has_analytic and (wrong or outside or all3 or hand_probes):
         pieces = []
         if wrong:
-            pieces.append(f"at {wrong} of {n} elements it differs from the oracle while "
+            pieces.append(f"at {wrong} of {elements} it differs from the oracle while "
                           f"autodiff agrees{ex(R.HAND_WRONG)}")
         if outside:
             pieces.append(f"at {outside} kink{'s' if outside != 1 else ''} it lies outside "
                           f"the one-sided derivatives{ex(R.NOT_SUBGRADIENT)}")
         if all3:
-            pieces.append(f"at {all3} of {n} elements it, autodiff and the oracle all "
+            pieces.append(f"at {all3} of {elements} it, autodiff and the oracle all "
                           f"differ{ex(R.ALL_DISAGREE)}")
         if hand_probes:
             pieces.append("along random probes it differs from the oracle")
         return (f"hand-derived {quantity} is wrong: " + "; ".join(pieces) + diagnosis,
                 "hand-derived", False, notes)
     if has_analytic and shared:
-        return (f"hand-derived {quantity} is wrong at {shared} of {n} elements: it agrees with "
+        return (f"hand-derived {quantity} is wrong at {shared} of {elements}: it agrees with "
                 f"autodiff but both differ from the oracle, beyond its error estimate (autodiff "
                 f"uses the hand-derived rule through custom_vjp/custom_jvp, or both share the "
                 f"mistake){ex(R.SHARED_WRONG)}{diagnosis}"), "hand-derived", False, notes
     if auto or auto_probes:
-        what = f"at {auto} of {n} elements{ex(R.AUTODIFF_WRONG)}" if auto else \
+        what = f"at {auto} of {elements}{ex(R.AUTODIFF_WRONG)}" if auto else \
             "; ".join(p.what for p in auto_probes)
         custom = None if evidence is None else evidence.custom
         custom = custom() if callable(custom) else custom
@@ -252,7 +256,7 @@ def _verdict(labels, has_analytic, quantity, probe_checks=(), scope=None, eviden
                      f"fn (what training uses) runs through autodiff")
         return head + diagnosis, "autodiff", False, notes
     if unstable:
-        return (f"inconclusive at {unstable} of {n} elements: the oracle's estimate is too "
+        return (f"inconclusive at {unstable} of {elements}: the oracle's estimate is too "
                 f"uncertain there to judge (numerically unstable function or a "
                 f"non-differentiable point the oracle cannot resolve)"), "unstable", False, notes
     agree = "hand-derived, autodiff and oracle agree" if has_analytic else \
