@@ -276,3 +276,23 @@ def test_lightgbm_trains_the_same_model_with_the_exported_objective(case):
     theirs = train(builtin)
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
     assert np.std(ours) > 0.1
+
+
+def test_exported_multiclass_objective_trains_both_frameworks():
+    """(n, k) margins in, (n, k) gradients out: both frameworks' multi-class layouts."""
+    xgb, lgb = pytest.importorskip("xgboost"), pytest.importorskip("lightgbm")
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, 4))
+    y = np.argmax(x[:, :3] + 0.3 * rng.normal(size=(300, 3)), axis=1)
+    majority = np.bincount(y).max() / len(y)
+    data = xgb.DMatrix(x, label=y)
+    booster = xgb.train({"num_class": 3, "max_depth": 3, "eta": 0.3, "nthread": 1,
+                         "disable_default_eval_metric": 1}, data, 12,
+                        obj=lj.objective(lj.cross_entropy))
+    margins = booster.predict(data, output_margin=True)
+    assert margins.shape == (300, 3) and (margins.argmax(1) == y).mean() > majority + 0.3
+    model = lgb.train({"objective": lj.objective(lj.cross_entropy, "lightgbm"), "num_class": 3,
+                       "verbose": -1, "num_threads": 1, "num_leaves": 7},
+                      lgb.Dataset(x, label=y), 12)
+    margins = model.predict(x, raw_score=True)
+    assert margins.shape == (300, 3) and (margins.argmax(1) == y).mean() > majority + 0.3

@@ -13,7 +13,7 @@ from lossjax._sampling import host_rng
 from lossjax.audit._flat import _FlatCall, _select, _to_float64, one_hot_rows
 from lossjax.audit._diagnose import diagnose
 from lossjax.audit._verdict import (Evidence, _classify, _counts, _elements, _verdict,
-                                    user_tolerance, worst_relative)
+                                    failing_mask, user_tolerance, worst_relative)
 
 LOCALISE = 256          # sampled diagonal elements beyond the exhaustive size
 
@@ -80,7 +80,7 @@ def _hessian_diagonal(bound, args, dynamic, flat, orc, hess, kappa, name, exhaus
     tol = tol_model + 3 * oe
     worst, kinks = _elements(flat, labels, hand, auto, o, oe, tol, left, right, index=index,
                              part="Hessian diagonal")
-    failing = np.array([lab not in R.NOT_FAILING for lab in labels], bool)
+    failing = failing_mask(labels)
     diagnoses = diagnose(hand, o, tol, failing, flat, np.asarray(orc.x)[index]) \
         if exhaustive else []
 

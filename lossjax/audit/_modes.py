@@ -11,8 +11,8 @@ from lossjax._sampling import host_rng
 from lossjax.audit import _oracle, _report as R
 from lossjax.audit._diagnose import diagnose
 from lossjax.audit._verdict import (Evidence, _classify, _counts, _elements, _hull_slack,
-                                    _verdict, approximate, rounding_level, user_tolerance,
-                                    worst_relative)
+                                    _verdict, approximate, failing_mask, rounding_level,
+                                    user_tolerance, worst_relative)
 
 MAX_EXHAUSTIVE = 10_000
 LOCALISE = 256          # probe mode: elements given a per-element oracle when analytic != autodiff
@@ -92,7 +92,7 @@ def _exhaustive(flat, orc, a, r, tol_model, oracle, kappa, name, sensitivity, ke
     tol = tol_model + 3 * oe
     worst, kinks = _elements(flat, labels, a, r, o, oe, tol, sides[0], sides[1])
     chosen = a if a is not None else r
-    failing = np.array([lab not in R.NOT_FAILING for lab in labels], bool)
+    failing = failing_mask(labels)
     evidence = Evidence(a, r, o, tol, _where(flat), sides[0], sides[1], custom,
                         model + 3 * oe, diagnose(chosen, o, tol, failing, flat, x, others))
     verdict, blame, ok, notes = _verdict(labels, a is not None, "gradient", evidence=evidence)

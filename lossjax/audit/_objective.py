@@ -15,7 +15,7 @@ import numpy as np
 from lossjax.audit import _oracle, _report as R
 from lossjax.audit._diagnose import diagnose
 from lossjax.audit._verdict import (KAPPA, Evidence, _counts, _elements, _verdict,
-                                    user_tolerance, worst_relative)
+                                    failing_mask, user_tolerance, worst_relative)
 
 CONVENTIONS = ("xgboost", "lightgbm", "sklearn", "catboost", "plain")
 
@@ -297,7 +297,7 @@ def _self_consistent(derivatives, p, kappa, rtol, atol, name, who, convention):
     checks = [R.ProbeCheck("gradient's Jacobian is (block-)diagonal: each sample's gradient "
                            "depends on its own prediction only", sep_worst, separable,
                            "random ± moves of every prediction at once")]
-    failing = np.array([lab not in R.NOT_FAILING for lab in labels], bool)
+    failing = failing_mask(labels)
     evidence = Evidence(h_flat, h_flat, o, tol, lambda k: str(list(_View.locate(k)[1])),
                         left_e, right_e, diagnoses=diagnose(h_flat, o, tol, failing, _View,
                                                             x.reshape(-1)))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import warnings
 
 import jax
@@ -146,6 +147,15 @@ def _cs_kernel(f, x, extra, directions):
     return jax.vmap(along)(directions)
 
 
+@functools.lru_cache(maxsize=16)
+def _unit_rows(start, count, n):
+    """Unit vectors e_start .. e_{start+count-1} as int8 rows, on the device: an exhaustive
+    audit's chunks, built and transferred once per size."""
+    rows = np.zeros((count, n), np.int8)
+    rows[np.arange(count), start + np.arange(count)] = 1
+    return jnp.asarray(rows)
+
+
 class Oracle:
     """Finite-difference and complex-step derivatives of ``f(x, extra): R^n -> R^m`` at ``x``.
 
@@ -196,6 +206,9 @@ class Oracle:
         # vector inside the kernel, and 8x less memory than float64 rows.
         d = np.zeros(self.chunk, np.int64)
         d[:hi - lo] = np.asarray(index[lo:hi])
+        if hi - lo == self.chunk and d[0] + self.chunk <= self.n and \
+                np.array_equal(d, np.arange(d[0], d[0] + self.chunk)):
+            return _unit_rows(int(d[0]), self.chunk, self.n), hi - lo   # exhaustive: cached
         return one_hot_rows(d, self.n), hi - lo
 
     # -- public -------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ lie between them.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 from typing import Any, Callable, Optional
 
@@ -109,7 +110,7 @@ def _elements(flat, labels, a, r, o, oe, tol, left=None, right=None, index=None,
     with np.errstate(invalid="ignore", divide="ignore"):
         score = np.where(np.isfinite(chosen), np.abs(chosen - o) / np.maximum(tol, 1e-300), np.inf)
     score = np.where(np.isnan(score), np.inf, score)
-    failing = np.array([lab not in R.NOT_FAILING for lab in labels], bool)
+    failing = failing_mask(labels)
     order = np.lexsort((-score, ~failing))
 
     def record(k):
@@ -127,10 +128,19 @@ def _elements(flat, labels, a, r, o, oe, tol, left=None, right=None, index=None,
     return worst, kinks
 
 
+def failing_mask(labels) -> np.ndarray:
+    """True where a classification is a failure (one vectorised comparison: most pass)."""
+    mask = np.asarray(labels != R.PASS, bool)
+    for i in np.nonzero(mask)[0]:
+        mask[i] = labels[i] not in R.NOT_FAILING
+    return mask
+
+
 def _counts(labels):
     names = [R.PASS, R.KINK, R.SKIPPED, R.HAND_WRONG, R.NOT_SUBGRADIENT, R.ALL_DISAGREE,
              R.SHARED_WRONG, R.AUTODIFF_WRONG, R.AUTODIFF_INACCURATE, R.UNSTABLE]
-    return {n: int(np.sum(labels == n)) for n in names if n == R.PASS or np.any(labels == n)}
+    tally = collections.Counter(labels.tolist())
+    return {n: int(tally[n]) for n in names if n == R.PASS or tally[n]}
 
 
 def worst_relative(chosen, o, labels):
@@ -138,7 +148,8 @@ def worst_relative(chosen, o, labels):
     least 1e-6 of the largest (relative error is meaningless where the derivative is 0)."""
     scale = np.max(np.abs(o[np.isfinite(o)]), initial=0.0)
     keep = np.isfinite(o) & np.isfinite(chosen) & (np.abs(o) >= 1e-6 * scale) & (scale > 0) & \
-        np.array([lab not in (R.KINK, R.NOT_SUBGRADIENT, R.SKIPPED) for lab in labels], bool)
+        ~np.asarray((labels == R.KINK) | (labels == R.NOT_SUBGRADIENT) | (labels == R.SKIPPED),
+                    bool)
     if not keep.any():
         return None
     return float(np.max(np.abs(chosen[keep] - o[keep]) / np.abs(o[keep])))
@@ -195,7 +206,8 @@ def _verdict(labels, has_analytic, quantity, probe_checks=(), scope=None, eviden
     # probe mode judges only the elements it localised: say so, with the input's size
     elements = f"{n} elements" if total is None or total == n else \
         f"{n} localised elements (of {total})"
-    count = lambda *names: int(sum(np.sum(labels == x) for x in names))  # noqa: E731
+    tally = collections.Counter(labels.tolist())
+    count = lambda *names: int(sum(tally[x] for x in names))  # noqa: E731
     ex = (lambda *c: f" (e.g. {evidence.example(labels, *c)})") if evidence is not None \
         else (lambda *c: "")
     failed = [p for p in probe_checks if not p.ok]
