@@ -77,14 +77,17 @@ def pytest_terminal_summary(terminalreporter):
 
 
 # The longest files first: `make test` hands whole files to its two workers in collection
-# order, so a long file collected last would leave one worker idle while the other finishes it.
-LONGEST_FIRST = ("test_sharding.py", "test_numerics.py", "test_fuzz.py", "test_derivatives.py",
-                 "test_experiments_gan_optim.py", "test_experiments_training.py",
-                 "test_loss_object.py", "test_audit_catalog.py", "test_optim.py",
-                 "test_experiments_audit.py", "test_large_vocab.py",
-                 "test_experiments_claims_b.py", "test_experiments_claims.py", "test_checked.py",
-                 "test_data.py", "test_audit.py", "test_lab.py", "test_metric.py",
-                 "test_properties.py")
+# order (--no-loadscope-reorder: xdist would otherwise order files by their number of tests,
+# which put the longest files, with few tests each, last and left one worker idle while the
+# other finished them).
+LONGEST_FIRST = ("test_sharding.py", "test_experiments_gan_optim.py", "test_fuzz.py",
+                 "test_numerics.py", "test_experiments_training.py", "test_derivatives.py",
+                 "test_loss_object.py", "test_audit_catalog.py", "test_experiments_claims_b.py",
+                 "test_experiments_audit.py", "test_checked.py", "test_data.py", "test_lab.py",
+                 "test_experiments_claims.py", "test_audit.py", "test_properties.py",
+                 "test_optim.py", "test_sequence.py", "test_metric.py", "test_large_vocab.py",
+                 "test_values.py", "test_reduce.py", "test_objectives.py",
+                 "test_audit_verdicts.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -255,6 +255,13 @@ def _check(fn, args, grad, hess, hvp, argnums, mode, max_exhaustive, probes, kap
     exhaustive = mode == "exhaustive" or (mode == "auto" and flat.n <= max_exhaustive)
     # the Hessian diagonal's autodiff in the same program while its rows are few
     hess_rows = flat.n if hess is not None and exhaustive and flat.n <= HESSIAN_ROWS else 0
+    x = flat.ravel(target, who, "target")
+    orc = _oracle.Oracle(_FlatCall(bound), x, _to_float64(dynamic), memory)
+    if exhaustive:      # the oracle's kernels run while autodiff is prepared
+        try:
+            orc.prefetch(np.arange(flat.n))
+        except Exception:                 # noqa: BLE001 - raised again where it is reported
+            pass
     try:
         out = _derivatives(bound, grad, hess, dynamic, points, tangents, hess_rows, count)
     except TypeError as e:
@@ -271,9 +278,7 @@ def _check(fn, args, grad, hess, hvp, argnums, mode, max_exhaustive, probes, kap
     sensitivity = CONDITIONING * _conditioning(flat, gradients)
     forward = _forward_check(flat, r, out["jvp"], used, kappa, sensitivity)
 
-    x = flat.ravel(target, who, "target")
-    orc = _oracle.Oracle(_FlatCall(bound), x, _to_float64(dynamic), memory,
-                         magnitude=_magnitude(r, x))
+    orc.magnitude = np.asarray(_magnitude(r, x), np.float64)
     scale_r = np.max(np.abs(r[np.isfinite(r)]), initial=0.0)
     tol_model = kappa * flat.eps * (np.abs(r) + scale_r) + sensitivity
     def custom():

@@ -187,7 +187,7 @@ class Oracle:
     def _finite_differences(self, directions, steps):
         f0, values = _fd_kernel(self.f, self.x, self.extra, directions, steps)
         if self.f0 is None:
-            self.f0 = np.asarray(f0)
+            self.f0 = f0            # read (and waited for) when the values are
         return values
 
     def _complex(self, directions):
@@ -213,8 +213,15 @@ class Oracle:
 
     # -- public -------------------------------------------------------------------------------
 
-    def finite_differences(self, index=None, vectors=None, relative_step=BASE_STEP):
-        """Richardson estimates along unit vectors ``index`` or along rows of ``vectors``."""
+    def prefetch(self, index):
+        """Start the base-step evaluations along unit vectors ``index`` now (JAX runs them
+        asynchronously): the first :meth:`finite_differences` call along the same ``index``
+        then only collects them. The audit calls this before computing autodiff, so that
+        the oracle's kernels run while the rest of the audit is prepared."""
+        index = np.asarray(index)
+        self._prefetched = (index, self._dispatch(index, None, BASE_STEP))
+
+    def _dispatch(self, index, vectors, relative_step):
         count = len(index) if vectors is None else vectors.shape[0]
         if vectors is None:
             steps_all = relative_step * np.asarray(self.scale)[np.asarray(index)]
@@ -229,10 +236,21 @@ class Oracle:
             steps = np.zeros((self.chunk, 1))
             steps[:used, 0] = steps_all[lo:hi]
             pending.append((self._finite_differences(d, jnp.asarray(steps)), used))
+        return steps_all, pending
+
+    def finite_differences(self, index=None, vectors=None, relative_step=BASE_STEP):
+        """Richardson estimates along unit vectors ``index`` or along rows of ``vectors``."""
+        ready = getattr(self, "_prefetched", None)
+        if ready is not None and vectors is None and relative_step == BASE_STEP and \
+                np.array_equal(ready[0], np.asarray(index)):
+            self._prefetched = None
+            steps_all, pending = ready[1]
+        else:
+            steps_all, pending = self._dispatch(index, vectors, relative_step)
         values = np.concatenate([np.asarray(out)[:used] for out, used in pending])
         with np.errstate(all="ignore"):       # inf/NaN evaluations are judged later
-            fields = _richardson(values, self.f0, np.asarray(steps_all)[:, None],
-                                 self.magnitude)
+            fields = _richardson(values, np.asarray(self.f0),
+                                 np.asarray(steps_all)[:, None], self.magnitude)
         return Estimates(*fields, step=np.asarray(steps_all))
 
     def refined(self, index, target, levels=4, second_target=None, doubt_target=None):
