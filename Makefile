@@ -18,12 +18,12 @@ $(VENV)/.lab-installed: pyproject.toml | $(VENV)/bin/python
 	touch $@
 
 test: $(VENV)/.test-installed
-	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
+	$(PY) -m pytest -q -n 2 --dist worksteal
 
 # for iterating: everything but the tests marked slow (experiments, whole-catalogue audit,
 # real processes); `make test` runs them all
 test-fast: $(VENV)/.test-installed
-	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not slow"
+	$(PY) -m pytest -q -n 2 --dist worksteal -m "not slow"
 
 lab: $(VENV)/.lab-installed
 	$(VENV)/bin/lossjax lab
