@@ -202,6 +202,9 @@ def test_a_wrong_custom_rule_fails_even_with_a_right_grad(reports):
     below = int(np.sum(np.asarray(X) < 0))
     assert f"at {below} of 24 elements" in r.verdict and "x < 0" in r.verdict
     assert "jax.grad of fn (what training uses)" in r.verdict
+    e = r.worst[0]                  # rows, ranks and plots measure autodiff's error here
+    assert e.classification == R.AUTODIFF_WRONG and e.score > 1
+    assert e.abs_error == pytest.approx(abs(e.autodiff - e.oracle))
     with pytest.raises(AssertionError, match="custom derivative rule in fn is wrong"):
         assert_gradients(lambda x: jnp.sum(leaky_square(x)), X, grad=lambda x: 2 * x)
 

@@ -54,16 +54,24 @@ class Element:
         return (lo, hi) if np.isfinite(lo) and np.isfinite(hi) else None
 
     @property
+    def compared(self) -> float:
+        """The value this element's classification is about: autodiff's for the autodiff
+        classes (a wrong custom rule), else the audited value."""
+        if self.classification in (AUTODIFF_WRONG, AUTODIFF_INACCURATE):
+            return self.autodiff
+        return self.value
+
+    @property
     def abs_error(self) -> float:
-        """The audited value's distance from the oracle; at a kink, from the interval between
-        the one-sided derivatives (0 inside it)."""
+        """The distance of :attr:`compared` from the oracle; at a kink, of the audited value
+        from the interval between the one-sided derivatives (0 inside it)."""
         interval = self._interval
         if interval is not None:
             lo, hi = interval
             return max(lo - self.value, self.value - hi, 0.0)
         if self.classification in _AT_KINK:
             return 0.0            # an unbounded side: every finite value is a valid choice
-        return abs(self.value - self.oracle)
+        return abs(self.compared - self.oracle)
 
     @property
     def rel_error(self) -> float:
@@ -82,7 +90,7 @@ class Element:
     @property
     def score(self) -> float:
         """|error| / tolerance (inf for a non-finite audited value)."""
-        if not np.isfinite(self.value):
+        if not np.isfinite(self.compared):
             return float("inf")
         return self.abs_error / max(self.tolerance, 1e-300)
 

@@ -106,7 +106,7 @@ def _elements(flat, labels, a, r, o, oe, tol, left=None, right=None, index=None,
     """Element records, failing first then worst first (by error / tolerance), and the
     kinks."""
     index = np.arange(r.size) if index is None else np.asarray(index)
-    chosen = a if a is not None else r
+    chosen = compared(labels, a, r)
     with np.errstate(invalid="ignore", divide="ignore"):
         score = np.where(np.isfinite(chosen), np.abs(chosen - o) / np.maximum(tol, 1e-300), np.inf)
     score = np.where(np.isnan(score), np.inf, score)
@@ -126,6 +126,16 @@ def _elements(flat, labels, a, r, o, oe, tol, left=None, right=None, index=None,
     worst = [record(k) for k in order[:KEEP]]
     kinks = [record(k) for k in np.nonzero(labels == R.KINK)[0][:1000]]
     return worst, kinks
+
+
+def compared(labels, a, r):
+    """Per element, the value its classification is about: autodiff's for the autodiff
+    classes, else the audited value (hand-derived when given)."""
+    if a is None:
+        return r
+    autodiff = np.asarray((labels == R.AUTODIFF_WRONG) | (labels == R.AUTODIFF_INACCURATE),
+                          bool)
+    return np.where(autodiff, r, a)
 
 
 def failing_mask(labels) -> np.ndarray:
@@ -176,7 +186,7 @@ class Evidence:
         """The worst element of ``classes`` with its values, e.g. "[3]: hand 6, autodiff 3,
         oracle 3"."""
         mask = np.isin(labels, classes)
-        chosen = self.a if self.a is not None else self.r
+        chosen = compared(labels, self.a, self.r)
         with np.errstate(invalid="ignore", divide="ignore"):
             score = np.where(mask, np.abs(chosen - self.o) / np.maximum(self.tol, 1e-300), -1)
         score = np.where(np.isnan(score), np.inf, score)
