@@ -227,6 +227,7 @@ def test_a_wrong_subgradient_at_a_kink_says_so_with_finite_numbers(reports):
     assert not r.ok
     assert "at 2 kinks it lies outside the one-sided derivatives" in r.verdict
     assert "hand 6, autodiff 0, one-sided" in r.verdict
+    assert "the error is confined to x = 0: all 2 failing elements have x = 0" in r.verdict
     assert "autodiff agrees" not in r.verdict
     md = r.to_markdown()
     assert "inf" not in md.lower()

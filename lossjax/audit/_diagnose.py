@@ -5,9 +5,9 @@ tolerance per element, each diagnosis holds only when the numbers prove it:
 
 - a constant ratio v = c o at every element (c named; -1 is a sign flip, 2 or 1/2 a factor 2;
   c = N or 1/N where N is the size of an axis or of the whole argument: sum vs mean);
-- an error confined to a region: every failing element has x < 0 (or x > 0, |x| < 1, |x| > 1,
-  the residual x - t of a same-shaped argument t below or above 0, or the oracle below or
-  above 0) while every element outside that region passes;
+- an error confined to a region: every failing element has x < 0 (or x = 0, x > 0,
+  |x| < 1, |x| > 1, the residual x - t of a same-shaped argument t below or above 0, or the
+  oracle below or above 0) while every element outside that region passes;
 - a shift along an axis (element i holds the oracle's i - 1: a misaligned time step), a
   permutation along an axis (the same values in other places), or a one-hot component
   displaced along an axis by the same offset in every row (a class index off by one);
@@ -84,8 +84,8 @@ def confined(failing, x, o, others):
     n = failing.size
     if not failing.any() or failing.all():
         return None
-    regions = [("x < 0", x < 0), ("x > 0", x > 0), ("|x| < 1", np.abs(x) < 1),
-               ("|x| > 1", np.abs(x) > 1)]
+    regions = [("x = 0", x == 0), ("x < 0", x < 0), ("x > 0", x > 0),
+               ("|x| < 1", np.abs(x) < 1), ("|x| > 1", np.abs(x) > 1)]
     for name, t in others:
         r = x - t
         regions += [(f"x - {name} < 0", r < 0), (f"x - {name} > 0", r > 0)]
