@@ -38,7 +38,7 @@ def objective(loss, framework="xgboost", **hyper):
         raise ValueError(f"lj.objective({loss.name}): framework must be one of "
                          f"{', '.join(FRAMEWORKS)}; got {framework!r}.")
     if not (loss.has_grad and loss.has_hess_diag):
-        missing = "a hand-derived gradient" if not loss.has_grad else "a Hessian diagonal"
+        missing = "hand-derived gradient" if not loss.has_grad else "Hessian diagonal"
         raise ValueError(f"lj.objective({loss.name}): {loss.name} has no {missing}; an "
                          f"objective needs both.")
     derivatives = _Derivatives(loss, hyper)

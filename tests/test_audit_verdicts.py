@@ -8,7 +8,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import lossjax as lj
 from lossjax import audit
 from lossjax.audit import _report as R
 from lossjax.testing import assert_gradients

@@ -174,7 +174,7 @@ def test_bad_arguments_are_named():
         audit.check_objective(logistic_plain, MARGINS, BINARY[:5], convention="plain")
     with pytest.raises(ValueError, match="weights must have shape \\(40,\\)"):
         audit.check_objective(logistic_xgboost, MARGINS, BINARY, weights=WEIGHTS[:3])
-    with pytest.raises(ValueError, match="huber has no|has no"):
+    with pytest.raises(ValueError, match="ctc has no hand-derived gradient"):
         lj.objective(lj.ctc)
     with pytest.raises(ValueError, match="framework must be one of"):
         lj.objective(lj.mse, "keras")

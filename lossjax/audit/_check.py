@@ -23,7 +23,8 @@ import numpy as np
 from lossjax._compile import fast_jit
 from lossjax._sampling import host_rng
 from lossjax.audit import _oracle, _report as R
-from lossjax.audit._flat import _Bound, _Flat, _FlatCall, _Key, _call, _select, _to_float64
+from lossjax.audit._flat import (_Bound, _Flat, _FlatCall, _Key, _call, _select, _to_float64,
+                                 custom_rules)
 from lossjax.audit._hessian import _hessian_diagonal, _hessian_rows, _hessian_vector
 from lossjax.audit._modes import MAX_EXHAUSTIVE, _exhaustive, _magnitude, _probe_mode
 from lossjax.audit._verdict import KAPPA, combine
@@ -157,28 +158,6 @@ def _rows(flat, tree, count, who, what):
     """A stacked pytree (leading axis ``count``) as a (count, n) float64 matrix."""
     return np.stack([flat.ravel(jax.tree_util.tree_map(lambda v, i=i: np.asarray(v)[i], tree),
                                 who, what) for i in range(count)])
-
-
-def custom_rules(fn, *args) -> list:
-    """The custom derivative rules (custom_vjp / custom_jvp calls) that tracing
-    ``fn(*args)`` meets, by name, nested jaxprs included."""
-    found = []
-
-    def walk(jaxpr):
-        for eqn in jaxpr.eqns:
-            if "custom_vjp" in eqn.primitive.name or "custom_jvp" in eqn.primitive.name:
-                inner = eqn.params.get("call_jaxpr") or eqn.params.get("fun_jaxpr")
-                label = getattr(eqn.params.get("name"), "__name__", None) or \
-                    str(eqn.params.get("name", "")) or eqn.primitive.name
-                found.append(label if label else eqn.primitive.name)
-            for v in eqn.params.values():
-                for sub in (v if isinstance(v, (list, tuple)) else [v]):
-                    if hasattr(sub, "eqns"):
-                        walk(sub)
-                    elif hasattr(sub, "jaxpr") and hasattr(sub.jaxpr, "eqns"):
-                        walk(sub.jaxpr)
-    walk(jax.make_jaxpr(fn)(*args).jaxpr)
-    return found
 
 
 def check(fn, *args, grad=None, hess=None, hvp=None, argnums=0, mode="auto",

@@ -189,3 +189,22 @@ def one_hot_rows(index, n, dtype=np.int8) -> np.ndarray:
     rows = np.zeros((len(index), n), dtype)
     rows[np.arange(len(index)), np.asarray(index)] = 1
     return rows
+
+
+def custom_rules(fn, *args) -> list:
+    """The custom derivative rules (custom_vjp / custom_jvp calls) that tracing
+    ``fn(*args)`` meets, by name, nested jaxprs included."""
+    found = []
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if "custom_vjp" in eqn.primitive.name or "custom_jvp" in eqn.primitive.name:
+                found.append(str(eqn.params.get("name") or eqn.primitive.name))
+            for v in eqn.params.values():
+                for sub in (v if isinstance(v, (list, tuple)) else [v]):
+                    if hasattr(sub, "eqns"):
+                        walk(sub)
+                    elif hasattr(sub, "jaxpr") and hasattr(sub.jaxpr, "eqns"):
+                        walk(sub.jaxpr)
+    walk(jax.make_jaxpr(fn)(*args).jaxpr)
+    return found

@@ -13,7 +13,8 @@ from lossjax._sampling import host_rng
 from lossjax.audit._flat import _FlatCall, _select, _to_float64, one_hot_rows
 from lossjax.audit._diagnose import diagnose
 from lossjax.audit._verdict import (Evidence, _classify, _counts, _elements, _verdict,
-                                    failing_mask, user_tolerance, worst_relative)
+                                    element_names, failing_mask, user_tolerance,
+                                    worst_relative)
 
 LOCALISE = 256          # sampled diagonal elements beyond the exhaustive size
 
@@ -83,11 +84,8 @@ def _hessian_diagonal(bound, args, dynamic, flat, orc, hess, kappa, name, exhaus
     failing = failing_mask(labels)
     diagnoses = diagnose(hand, o, tol, failing, flat, np.asarray(orc.x)[index]) \
         if exhaustive else []
-
-    def where(k):
-        path, idx = flat.locate(index[k])
-        return f"{path}{list(idx)}"
-    evidence = Evidence(hand, auto, o, tol, where, left, right, diagnoses=diagnoses)
+    evidence = Evidence(hand, auto, o, tol, element_names(flat, index), left, right,
+                        diagnoses=diagnoses)
     verdict, blame, ok, notes = _verdict(labels, True, "Hessian diagonal", evidence=evidence)
     detection = (f"{'every' if exhaustive else len(index)} diagonal element"
                  f"{'' if exhaustive else 's (random sample)'} checked; tolerance median "

@@ -8,7 +8,7 @@ import numpy as np
 
 from lossjax._sampling import host_rng
 from lossjax.audit import _oracle, _report as R
-from lossjax.audit._flat import _Bound, _Flat, _FlatCall, _select, _to_float64
+from lossjax.audit._flat import _Bound, _Flat, _FlatCall, _select, _to_float64, custom_rules
 from lossjax.audit._diagnose import transposed
 from lossjax.audit._verdict import (KAPPA, Evidence, _classify, _counts, _elements, _hull_slack,
                                     _verdict, user_tolerance, worst_relative)
@@ -130,7 +130,6 @@ def check_rule(op, *args, argnums=0, probes=16, max_entries=MAX_RULE_ENTRIES, ka
         bound, dynamic = _Bound(op, args, argnums, flat), _Bound.dynamic(args)
         out = jax.eval_shape(lambda t: bound.call(t, dynamic), target)
         m = int(np.prod(out.shape, dtype=int))
-        from lossjax.audit._check import custom_rules
         rules = custom_rules(lambda t: bound.call(t, dynamic), target)
         if m * flat.n <= max_entries:
             report = _check_jacobian(op, args, None, argnums, kappa, rtol, atol, name, memory,

@@ -11,8 +11,8 @@ from lossjax._sampling import host_rng
 from lossjax.audit import _oracle, _report as R
 from lossjax.audit._diagnose import diagnose
 from lossjax.audit._verdict import (Evidence, _classify, _counts, _elements, _hull_slack,
-                                    _verdict, approximate, failing_mask, rounding_level,
-                                    user_tolerance, worst_relative)
+                                    _verdict, approximate, element_names, failing_mask,
+                                    rounding_level, user_tolerance, worst_relative)
 
 MAX_EXHAUSTIVE = 10_000
 LOCALISE = 256          # probe mode: elements given a per-element oracle when analytic != autodiff
@@ -64,14 +64,6 @@ def _oracle_target(tol_model, r):
     return np.maximum(tol_model, ORACLE_GOAL * scale) / 3
 
 
-def _where(flat, index=None):
-    """Element k's name, e.g. "['w'][1, 2]"."""
-    def where(k):
-        path, idx = flat.locate(k if index is None else index[k])
-        return f"{path}{list(idx)}"
-    return where
-
-
 def _exhaustive(flat, orc, a, r, tol_model, oracle, kappa, name, sensitivity, key, who,
                 rtol=0.0, atol=0.0, custom=None, others=()):
     index = np.arange(flat.n)
@@ -93,7 +85,7 @@ def _exhaustive(flat, orc, a, r, tol_model, oracle, kappa, name, sensitivity, ke
     worst, kinks = _elements(flat, labels, a, r, o, oe, tol, sides[0], sides[1])
     chosen = a if a is not None else r
     failing = failing_mask(labels)
-    evidence = Evidence(a, r, o, tol, _where(flat), sides[0], sides[1], custom,
+    evidence = Evidence(a, r, o, tol, element_names(flat), sides[0], sides[1], custom,
                         model + 3 * oe, diagnose(chosen, o, tol, failing, flat, x, others))
     verdict, blame, ok, notes = _verdict(labels, a is not None, "gradient", evidence=evidence)
     if ok:
@@ -176,7 +168,7 @@ def _probe_mode(flat, orc, a, r, oracle, kappa, name, probes, key, sensitivity, 
             worst, kinks = _elements(flat, labels, a[suspicious], r[suspicious], o, oe,
                                      tm + 3 * oe, e.left[:, 0], e.right[:, 0], index=suspicious)
             evidence = Evidence(a[suspicious], r[suspicious], o, tm + 3 * oe,
-                                _where(flat, suspicious), e.left[:, 0], e.right[:, 0], custom)
+                                element_names(flat, suspicious), e.left[:, 0], e.right[:, 0], custom)
     scope = f"along {probes} random probes" + \
         (" and elementwise (hand-derived vs autodiff)" if a is not None else "")
     verdict, blame, ok, notes = _verdict(labels, a is not None, "gradient", checks, scope=scope,

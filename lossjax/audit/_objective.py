@@ -15,7 +15,8 @@ import numpy as np
 from lossjax.audit import _oracle, _report as R
 from lossjax.audit._diagnose import diagnose
 from lossjax.audit._verdict import (KAPPA, Evidence, _counts, _elements, _verdict,
-                                    failing_mask, user_tolerance, worst_relative)
+                                    element_names, failing_mask, user_tolerance,
+                                    worst_relative)
 
 CONVENTIONS = ("xgboost", "lightgbm", "sklearn", "catboost", "plain")
 
@@ -153,11 +154,12 @@ def check_objective(obj, predictions, labels, *, loss=None, convention="xgboost"
         return _call_objective(obj, convention, q, y, w, who)
     if loss is not None:
         # the loss sees the labels and weights as the framework hands them to the objective
-        # (XGBoost stores them in float32)
-        seen = _XGBoostData(y, w) if convention == "xgboost" else None
-        y_seen = y if seen is None or y.dtype.kind in "iu" and p.ndim == 2 else \
-            seen.get_label().astype(np.float64)
-        w_seen = w if seen is None or w is None else seen.get_weight().astype(np.float64)
+        # (XGBoost stores them in float32); classes as integers
+        y_seen, w_seen = y, w
+        if convention == "xgboost":
+            data = _XGBoostData(y, w)
+            y_seen = data.get_label().astype(np.float64)
+            w_seen = None if w is None else data.get_weight().astype(np.float64)
         if p.ndim == 2:
             y_seen = np.rint(y_seen).astype(np.int64)
         return _against_loss(loss, derivatives, p, y_seen, w_seen, loss_kwargs, kappa, rtol,
@@ -166,7 +168,6 @@ def check_objective(obj, predictions, labels, *, loss=None, convention="xgboost"
 
 
 def _against_loss(loss, derivatives, p, y, w, loss_kwargs, kappa, rtol, atol, name):
-    import jax
     import jax.numpy as jnp
     from lossjax._loss import Loss
     from lossjax.audit._check import check
@@ -199,7 +200,6 @@ def _against_loss(loss, derivatives, p, y, w, loss_kwargs, kappa, rtol, atol, na
         report.notes.append(f"objective audited against the loss "
                             f"{getattr(loss, 'name', getattr(loss, '__name__', 'fn'))}"
                             + (" with sample weights" if w is not None else ""))
-        del jax
         return report
 
 
@@ -298,9 +298,8 @@ def _self_consistent(derivatives, p, kappa, rtol, atol, name, who, convention):
                            "depends on its own prediction only", sep_worst, separable,
                            "random ± moves of every prediction at once")]
     failing = failing_mask(labels)
-    evidence = Evidence(h_flat, h_flat, o, tol, lambda k: str(list(_View.locate(k)[1])),
-                        left_e, right_e, diagnoses=diagnose(h_flat, o, tol, failing, _View,
-                                                            x.reshape(-1)))
+    evidence = Evidence(h_flat, h_flat, o, tol, element_names(_View), left_e, right_e,
+                        diagnoses=diagnose(h_flat, o, tol, failing, _View, x.reshape(-1)))
     verdict, blame, ok, notes = _verdict(labels, True, "Hessian", checks, evidence=evidence)
     if not separable:
         ok, blame = False, "hand-derived"

@@ -128,6 +128,15 @@ def _elements(flat, labels, a, r, o, oe, tol, left=None, right=None, index=None,
     return worst, kinks
 
 
+def element_names(flat, index=None):
+    """``where(k)``: element k's name, e.g. "['w'][1, 2]" (``index`` maps k to the flat
+    position when only some elements were judged)."""
+    def where(k):
+        path, idx = flat.locate(k if index is None else index[k])
+        return f"{path}{list(idx)}"
+    return where
+
+
 def compared(labels, a, r):
     """Per element, the value its classification is about: autodiff's for the autodiff
     classes, else the audited value (hand-derived when given)."""
@@ -232,13 +241,11 @@ def _verdict(labels, has_analytic, quantity, probe_checks=(), scope=None, eviden
         evidence.diagnoses else ""
     notes = []
     if inaccurate:
+        size = "" if evidence is None else \
+            f"worst {evidence.times_tolerance(labels, R.AUTODIFF_INACCURATE):.3g} × tolerance; "
         notes.append(f"autodiff is less accurate than the hand-derived {quantity} at "
-                     f"{inaccurate} of {elements} (worst "
-                     f"{evidence.times_tolerance(labels, R.AUTODIFF_INACCURATE):.3g} × tolerance"
-                     if evidence is not None else
-                     f"autodiff is less accurate than the hand-derived {quantity} at "
-                     f"{inaccurate} of {elements} (")
-        notes[-1] += "; within sqrt(eps) of the derivative's scale: rounding, not a wrong rule)"
+                     f"{inaccurate} of {elements} ({size}within sqrt(eps) of the derivative's "
+                     f"scale: rounding, not a wrong rule)")
     if has_analytic and (wrong or outside or all3 or hand_probes):
         pieces = []
         if wrong:
