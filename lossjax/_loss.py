@@ -41,6 +41,8 @@ class Terms(NamedTuple):
                 jvp(tangent) -> d value_i along ``tangent``; they replace ``grad`` and
                 ``class_axis``.
     partial_vjps: {argument name: vjp(c)} likewise for other arguments.
+    mean_scale: per-element factors applied by ``reduction="mean"`` only (PyTorch's CTC mean
+                divides each sequence's loss by its target length), or None.
     """
     value: Any
     grad: Optional[Callable[[], Any]]
@@ -52,6 +54,7 @@ class Terms(NamedTuple):
     vjp: Optional[Callable[[Any], Any]] = None
     jvp: Optional[Callable[[Any], Any]] = None
     partial_vjps: Optional[dict] = None
+    mean_scale: Any = None
 
 
 class Sample(NamedTuple):
@@ -190,7 +193,8 @@ class Loss:
                                       f"{self.grad_note} Use jax.grad(lj.{self.name}).")
         bound = self._bind(args, kwargs)
         terms, w, m, out_dtype = self._terms(bound, reduction, weights, where)
-        coef = _reduce.coefficients(terms.value, reduction, w, m, terms.normalizer)
+        coef = _reduce.coefficients(terms.value, reduction, w, m, terms.normalizer,
+                                     mean_scale=terms.mean_scale)
         first = next(iter(self._signature.parameters))
         if which == "grad":     # losses whose inputs feed several elements: a hand-made VJP
             vjps = {first: terms.vjp, **(terms.partial_vjps or {})}
@@ -236,7 +240,9 @@ class Loss:
         not masked by ``where`` or an ignored label), weighted by ``weights`` and, for
         class-weighted cross_entropy / nll, by the targets' class weights. So
         ``loss(..., reduction="sum") == loss(...) * loss.count(...)`` (0 for a fully masked
-        batch), and means over microbatches or shards combine as sum(sums) / sum(counts)."""
+        batch), and means over microbatches or shards combine as sum(means x counts) /
+        sum(counts). (ctc's mean divides each sequence's loss by its target length first, as
+        PyTorch's does: there mean x count is the sum of those quotients.)"""
         bound = self._bind(args, kwargs)
         terms, w, m, _ = self._terms(bound, "mean", weights, where)
         return _reduce.count(terms.value, w, m, terms.normalizer)
@@ -343,8 +349,8 @@ def _with_analytic_derivative(loss: Loss, bound, reduction, weights, where):
 
 def _reduced(terms, weights, where, out_dtype, reduction):
     """The reduced value, in the predictions' dtype."""
-    return _reduce.reduce(terms.value, reduction, weights, where,
-                          terms.normalizer).astype(out_dtype)
+    return _reduce.reduce(terms.value, reduction, weights, where, terms.normalizer,
+                          terms.mean_scale).astype(out_dtype)
 
 
 def _analytic_tangent(terms, weights, where, out_dtype, reduction, tangent):

@@ -6,9 +6,11 @@ into the reported result:
 
 - ``reduction="none"``: ``where(mask, w * l, 0)`` with the elements' shape;
 - ``reduction="sum"``:  ``sum(mask * w * l)``;
-- ``reduction="mean"``: ``sum(mask * w * l) / sum(mask * w * n)``, the weighted mean. ``n`` is
-  a per-element normaliser a loss may add (class-weighted cross-entropy divides by the sum of
-  the weights of the targets' classes, as PyTorch does); it is 1 otherwise.
+- ``reduction="mean"``: ``sum(mask * w * s * l) / sum(mask * w * n)``, the weighted mean. ``n``
+  is a per-element normaliser a loss may add (class-weighted cross-entropy divides by the sum
+  of the weights of the targets' classes, as PyTorch does), ``s`` a per-element scale of the
+  mean only (CTC divides each sequence's loss by its target length, as PyTorch does); both
+  are 1 otherwise.
 
 A fully masked batch (or all weights zero) gives 0 with a zero gradient, never NaN. Masked
 elements contribute exactly zero to the value and to the gradient as long as the loss is
@@ -55,9 +57,13 @@ def prepare(loss: str, shape, dtype, weights=None, where=None, mask=None):
     return weights, where
 
 
-def reduce(values, reduction="mean", weights=None, where=None, normalizer=None):
-    """Reduce per-element ``values``; ``weights``/``where``/``normalizer`` as prepared above."""
+def reduce(values, reduction="mean", weights=None, where=None, normalizer=None,
+           mean_scale=None):
+    """Reduce per-element ``values``; ``weights``/``where``/``normalizer``/``mean_scale`` as
+    described above."""
     check_reduction("reduce", reduction)
+    if reduction == "mean" and mean_scale is not None:
+        values = values * mean_scale
     weighted = values if weights is None else weights * values
     if where is not None:
         weighted = jnp.where(where, weighted, jnp.zeros((), values.dtype))
@@ -70,7 +76,7 @@ def reduce(values, reduction="mean", weights=None, where=None, normalizer=None):
 
 
 def coefficients(values, reduction="mean", weights=None, where=None, normalizer=None,
-                 cotangent=None):
+                 cotangent=None, mean_scale=None):
     """d(reduced)/d(values) contracted with ``cotangent``: the vector-Jacobian product of
     the reduction, shaped like ``values``. ``cotangent`` defaults to ones (the gradient of
     the reduced value; for ``reduction="none"`` the gradient of its sum)."""
@@ -83,6 +89,8 @@ def coefficients(values, reduction="mean", weights=None, where=None, normalizer=
         coef = jnp.where(where, coef, jnp.zeros((), values.dtype))
     if reduction == "mean":
         coef = coef / _denominator(values, weights, where, normalizer)
+        if mean_scale is not None:
+            coef = coef * mean_scale
     return coef
 
 

@@ -39,6 +39,18 @@ def key():
     return jax.random.PRNGKey(0)
 
 
+def mean_numerator(name, elements, args, kwargs):
+    """What ``reduction="mean"`` sums before dividing by ``Loss.count``: the elements, except
+    for ctc, whose mean divides each sequence's loss by its target length (as PyTorch)."""
+    elements = np.asarray(elements, np.float64)
+    if name != "ctc":
+        return elements.sum()
+    paddings = kwargs.get("label_paddings")
+    lengths = (np.full(elements.shape, np.shape(args[1])[1]) if paddings is None
+               else np.sum(np.asarray(paddings) < 0.5, axis=-1))
+    return (elements / np.maximum(lengths, 1)).sum()
+
+
 def sample(loss, kind="generic", dtype=jnp.float64, seed=0):
     return loss.sample(jax.random.PRNGKey(seed), dtype, kind)
 

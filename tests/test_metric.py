@@ -107,3 +107,23 @@ def test_center_loss_and_update():
     lonely = lj.center_update(c, x[:1], y[:1], alpha=1.0)          # centers without samples stay
     others = [j for j in range(C.shape[0]) if j != int(Y[0])]
     np.testing.assert_allclose(np.asarray(lonely)[others], C[others])
+
+
+def test_mined_triplet_one_member_classes():
+    """The README's convention: a one-member class is never an anchor but is a negative for
+    the others; no valid triplet at all gives 0, a zero gradient and count 0."""
+    e = jnp.asarray(np.random.default_rng(0).standard_normal((5, 3)))
+    y = jnp.asarray([0, 0, 1, 1, 2])                # class 2 has one member
+    d = np.linalg.norm(np.asarray(e)[:, None] - np.asarray(e)[None], axis=-1)
+    same = np.asarray(y)[:, None] == np.asarray(y)[None]
+    hard = [max(d[a, p] for p in range(5) if same[a, p] and p != a)
+            - min(d[a, n] for n in range(5) if not same[a, n]) + 1.0 for a in range(4)]
+    np.testing.assert_allclose(lj.mined_triplet(e, y), np.mean(np.maximum(hard, 0)),
+                               rtol=1e-12)
+    # moving the lone member changes the loss only through its role as a negative
+    assert float(lj.mined_triplet.count(e, y)) == 4.0
+    for strategy in ("batch_hard", "semi_hard", "all"):
+        singletons = jnp.arange(5)
+        assert float(lj.mined_triplet(e, singletons, strategy=strategy)) == 0.0
+        assert float(lj.mined_triplet.count(e, singletons, strategy=strategy)) == 0.0
+        assert not np.any(jax.grad(lj.mined_triplet)(e, singletons, strategy=strategy))

@@ -4,6 +4,7 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import lossjax as lj
 from lossjax import audit
@@ -83,3 +84,48 @@ def test_ctc_autodiff_audited_against_the_oracle():
     args, kwargs = lj.ctc.sample(jax.random.PRNGKey(0), jnp.float64)
     report = audit.check(lambda z: lj.ctc(z, args[1], **kwargs), args[0])
     assert report.ok and report.blame == "none", report.verdict
+
+
+def test_ctc_reductions_and_zero_infinity_follow_pytorch():
+    """PyTorch's F.ctc_loss: "mean" divides each sequence's loss by its target length, then
+    averages; zero_infinity zeroes the loss and gradient of an unalignable pair."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((3, 6, 4))
+    labels = np.array([[1, 2, 2], [3, 1, 0], [1, 1, 1]])
+    label_paddings = np.array([[0, 0, 0], [0, 0, 1], [0, 0, 0]], float)
+    logit_paddings = np.array([[0] * 6, [0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 1, 1]], float)
+    # sequence 2: three 1s need 5 frames, it has 4: unalignable
+    args = (jnp.asarray(logits), jnp.asarray(labels))
+    pads = {"logit_paddings": jnp.asarray(logit_paddings),
+            "label_paddings": jnp.asarray(label_paddings)}
+
+    def ours(z, reduction, zero_infinity):
+        return lj.ctc(z, args[1], reduction=reduction, zero_infinity=zero_infinity, **pads)
+
+    for reduction in ("mean", "sum", "none"):
+        for zero_infinity in (False, True):
+            z = torch.tensor(logits, requires_grad=True)
+            want = torch.nn.functional.ctc_loss(
+                z.log_softmax(-1).transpose(0, 1), torch.tensor(labels),
+                torch.tensor((1 - logit_paddings).sum(1).astype(int)),
+                torch.tensor((1 - label_paddings).sum(1).astype(int)),
+                reduction=reduction, zero_infinity=zero_infinity)
+            got = ours(args[0], reduction, zero_infinity)
+            if zero_infinity:
+                np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-10)
+                want.sum().backward()
+                grad = jax.grad(lambda z: jnp.sum(ours(z, reduction, True)))(args[0])
+                np.testing.assert_allclose(grad, z.grad.numpy(), rtol=1e-8, atol=1e-12)
+            else:       # PyTorch: inf; here the documented large finite value of -log_epsilon
+                alignable = np.asarray(ours(args[0], "none", False))[:2]
+                np.testing.assert_allclose(
+                    alignable, torch.nn.functional.ctc_loss(
+                        z.log_softmax(-1).transpose(0, 1)[:, :2], torch.tensor(labels[:2]),
+                        torch.tensor([6, 5]), torch.tensor([3, 2]),
+                        reduction="none").detach().numpy(), rtol=1e-10)
+                assert 1e5 <= float(np.asarray(ours(args[0], "none", False))[2]) < 1.1e5
+    # the per-token mean, by weights = target lengths
+    lengths = jnp.asarray([3.0, 2.0, 3.0])
+    per_token = lj.ctc(*args, weights=lengths, zero_infinity=True, **pads)
+    np.testing.assert_allclose(per_token, ours(args[0], "sum", True) / 8.0, rtol=1e-12)

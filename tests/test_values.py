@@ -195,3 +195,24 @@ def test_equals_optax(kind):
     lq, t = _pair("kl_divergence", "generic").args
     np.testing.assert_allclose(lj.kl_divergence(lq, t, reduction="none"),
                                optax.losses.kl_divergence(lq, t), rtol=1e-12)
+
+
+def test_cross_entropy_masked_classes_with_probability_targets():
+    """-inf logits (masked classes) with zero targets: 0 log 0 = 0, finite value and gradient,
+    as optax's safe_softmax_cross_entropy; a non-zero target on a masked class is +inf."""
+    z = jnp.asarray([[2.0, -jnp.inf, 0.5, -1.0], [-jnp.inf, 1.0, -jnp.inf, 3.0]])
+    t = jnp.asarray([[0.7, 0.0, 0.3, 0.0], [0.0, 0.25, 0.0, 0.75]])
+    finite = np.where(np.isinf(np.asarray(z)), -1e300, np.asarray(z))     # NumPy float64
+    lp = finite - np.log(np.sum(np.exp(finite - finite.max(-1, keepdims=True)), -1,
+                                keepdims=True)) - finite.max(-1, keepdims=True)
+    expected = -np.sum(np.asarray(t) * lp, axis=-1)
+    np.testing.assert_allclose(lj.cross_entropy(z, t, reduction="none"), expected, rtol=1e-12)
+    np.testing.assert_allclose(lj.cross_entropy(z, t, reduction="none"),
+                               optax.losses.safe_softmax_cross_entropy(z, t), rtol=1e-12)
+    want = jax.grad(lambda q: jnp.sum(optax.losses.safe_softmax_cross_entropy(q, t)))(z)
+    for grad in (jax.grad(lj.cross_entropy)(z, t), lj.cross_entropy.grad(z, t)):
+        assert np.all(np.isfinite(grad))
+        np.testing.assert_allclose(grad, want / 2, rtol=1e-12, atol=1e-15)
+    # derivatives w.r.t. the targets are finite too (no 0 x -inf inside)
+    assert np.all(np.isfinite(jax.grad(lambda q: lj.cross_entropy(z, q))(t)))
+    assert float(lj.cross_entropy(z, t.at[0, 1].set(0.1))) == np.inf

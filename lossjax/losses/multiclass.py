@@ -41,6 +41,11 @@ def cross_entropy(logits, labels, *, axis=-1, weight=None, ignore_index=-100,
       label_smoothing: :math:`\varepsilon \in [0, 1]`, mixes the targets with the uniform
         distribution.
 
+    Masked classes: a ``-inf`` logit with a zero probability target contributes
+    :math:`0 \log 0 = 0`, so value and gradient stay finite (as optax's
+    ``safe_softmax_cross_entropy``; PyTorch returns NaN there). With label smoothing the target
+    of such a class is :math:`\varepsilon/C > 0` and the loss is :math:`+\infty`, as it should.
+
     Gradient w.r.t. the logits of one example: :math:`S\,p - w \odot t'` with
     :math:`S = \sum_k w_k t'_k`; Hessian diagonal :math:`S\,p(1 - p)`.
     """
@@ -64,7 +69,11 @@ def cross_entropy(logits, labels, *, axis=-1, weight=None, ignore_index=-100,
         t = (1 - eps) * t + eps / num_classes
         wt = t if w is None else w * t
         total = jnp.sum(wt, axis=-1, keepdims=True)
-        return Terms(-jnp.sum(wt * lp, axis=-1), class_axis=ax,
+        # 0 log 0 = 0: a class masked out with a -inf logit and a zero target contributes
+        # nothing (not 0 * -inf = NaN); the zero is taken before the product, so derivatives
+        # w.r.t. the targets stay finite too
+        lp_where_weighted = jnp.where(wt == 0, 0.0, lp)
+        return Terms(-jnp.sum(wt * lp_where_weighted, axis=-1), class_axis=ax,
                      grad=lambda: _back(total * p() - wt, ax),
                      hess=lambda: _back(total * p() * (1 - p()), ax))
     safe, valid = _index_labels(name, "logits", logits, labels_arr, ax, num_classes,

@@ -126,7 +126,7 @@ def _ctc_sample(key, dtype, kind):
       references=["Graves et al., Connectionist Temporal Classification, ICML 2006.",
                   "optax.ctc_loss (the forward recursion used here)."])
 def ctc(logits, labels, *, logit_paddings=None, label_paddings=None, blank_id=0,
-        log_epsilon=-1e5):
+        log_epsilon=-1e5, zero_infinity=False):
     r"""Connectionist temporal classification loss per sequence (built on optax.ctc_loss).
 
     Args:
@@ -138,7 +138,16 @@ def ctc(logits, labels, *, logit_paddings=None, label_paddings=None, blank_id=0,
         frames than there are, counting the blanks between repeats) gets a large finite loss
         of order ``-log_epsilon`` (1e5) instead of inf, and finite gradients.
 
-    Elements are the sequences (B,). No hand-derived gradient (see ``.grad_note``).
+      zero_infinity: give unalignable pairs a loss of 0 and a zero gradient (PyTorch's
+        ``zero_infinity=True``), instead of the large finite value above.
+
+    Elements are the sequences (B,). Reductions follow PyTorch's ``F.ctc_loss``: ``"none"``
+    gives each sequence's loss, ``"sum"`` their sum, and ``"mean"`` divides each sequence's
+    loss by its target length (at least 1) before averaging over the batch,
+    :math:`\frac1B \sum_b \ell_b / \max(L_b, 1)`. With ``weights=`` the mean is
+    :math:`\sum_b w_b \ell_b / L_b \,/\, \sum_b w_b`, so ``weights=target_lengths`` gives
+    the per-token mean :math:`\sum_b \ell_b / \sum_b L_b`; the plain mean over sequences is
+    ``reduction="sum"`` divided by B. No hand-derived gradient (see ``.grad_note``).
     """
     name = "ctc"
     if logits.ndim != 3:
@@ -160,4 +169,11 @@ def ctc(logits, labels, *, logit_paddings=None, label_paddings=None, blank_id=0,
     value = optax.ctc_loss(logits, logit_paddings.astype(dtype), labels,
                            label_paddings.astype(dtype), blank_id=blank_id,
                            log_epsilon=log_epsilon)
-    return Terms(value, grad=None)
+    label_valid = label_paddings < 0.5
+    target_lengths = jnp.sum(label_valid, axis=-1).astype(dtype)
+    if zero_infinity:
+        # an alignment needs one frame per label and a blank between repeated labels
+        repeats = jnp.sum((labels[:, 1:] == labels[:, :-1]) & label_valid[:, 1:], axis=-1)
+        frames = jnp.sum(logit_paddings < 0.5, axis=-1)
+        value = jnp.where(target_lengths + repeats > frames, jnp.zeros((), dtype), value)
+    return Terms(value, grad=None, mean_scale=1 / jnp.maximum(target_lengths, 1))
