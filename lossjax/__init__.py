@@ -30,12 +30,13 @@ from lossjax.losses.adversarial import (
 
 from lossjax import audit, data, optim, sharding, testing, train
 from lossjax.objective import objective
+from lossjax.define import define_loss
 from lossjax.checked import Checked, check_inputs, checked
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Kink", "Loss", "Sample", "Terms", "catalog", "get", "reduce",
+    "Kink", "Loss", "Sample", "Terms", "catalog", "define_loss", "get", "reduce",
     "audit", "data", "objective", "optim", "sharding", "testing", "train", "checked", "check_inputs", "Checked",
     "mse", "mae", "huber", "smooth_l1", "log_cosh", "quantile", "poisson_nll", "gaussian_nll",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "nll",

@@ -46,7 +46,8 @@ class _Call:
                      {**dict(self.static), **extra})
 
     def _key(self):
-        return (self.loss.name, self.method, self.n_args, self.array_names, self.static)
+        # the Loss object itself, not its name: a user's loss may share a catalogue name
+        return (self.loss, self.method, self.n_args, self.array_names, self.static)
 
     def __hash__(self):
         return hash(self._key())
