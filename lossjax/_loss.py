@@ -391,9 +391,16 @@ def loss(*, family: str, formula: str, sampler, kinks=(), elementwise: bool,
     return wrap
 
 
+# the catalogue's order of families (a family not listed, such as a user's own, comes last)
+FAMILIES = ("regression", "classification", "metric", "segmentation", "sequence", "robust",
+            "adversarial", "composite", "large_vocab")
+
+
 def catalog() -> list[Loss]:
-    """Every loss in the catalogue, in the order the families define them."""
-    return list(_REGISTRY.values())
+    """Every loss in the catalogue, family by family (in :data:`FAMILIES` order), in the order
+    each family's modules define them."""
+    rank = {family: i for i, family in enumerate(FAMILIES)}
+    return sorted(_REGISTRY.values(), key=lambda loss: rank.get(loss.family, len(rank)))
 
 
 def get(name: str) -> Loss:

@@ -149,7 +149,8 @@ def test_fuzz_catalogue(name, kind, record_property):
 
 def test_declared_properties_are_declared_where_they_hold():
     """The declarations the fuzzing relies on: losses that can be negative say so."""
-    can_be_negative = {"poisson_nll", "gaussian_nll", "minimax_generator", "hinge_generator",
+    can_be_negative = {"poisson_nll", "gaussian_nll", "poisson", "hinge_embedding",
+                       "cosine_similarity", "minimax_generator", "hinge_generator",
                        "wasserstein_critic", "wasserstein_generator", "uncertainty_weighting"}
     assert {loss.name for loss in lj.catalog() if not loss.nonnegative} == can_be_negative
     assert len([loss for loss in lj.catalog() if loss.perfect is not None]) >= 30

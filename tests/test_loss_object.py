@@ -19,13 +19,22 @@ from conftest import NAMES, compiled, mean_numerator, sample
 EXPECTED = {
     "large_vocab": {"linear_cross_entropy"},
     "regression": {"mse", "mae", "huber", "smooth_l1", "log_cosh", "quantile", "poisson_nll",
-                   "gaussian_nll"},
+                   "gaussian_nll", "mape", "msle", "poisson", "l2_loss"},
     "classification": {"binary_cross_entropy", "binary_cross_entropy_with_logits",
-                       "cross_entropy", "nll", "kl_divergence", "focal_loss",
-                       "softmax_focal_loss", "hinge", "squared_hinge"},
-    "segmentation": {"dice", "tversky", "jaccard"},
-    "metric": {"triplet_margin", "mined_triplet", "contrastive", "center_loss", "ntxent",
-               "info_nce", "cosine_embedding", "margin_ranking"},
+                       "binary_focal_cross_entropy", "cross_entropy", "nll", "kl_divergence",
+                       "generalized_kl_divergence", "focal_loss", "softmax_focal_loss", "hinge",
+                       "squared_hinge", "categorical_hinge", "soft_margin",
+                       "multilabel_soft_margin", "multilabel_margin", "multi_margin",
+                       "poly_loss_cross_entropy", "perceptron", "multiclass_perceptron",
+                       "multiclass_hinge", "sparsemax", "multiclass_sparsemax",
+                       "ranking_softmax", "generalized_cross_entropy",
+                       "symmetric_cross_entropy", "arcface", "cosface"},
+    "segmentation": {"dice", "tversky", "jaccard", "focal_tversky",
+                     "multiclass_generalized_dice", "lovasz_softmax", "lovasz_hinge"},
+    "metric": {"triplet_margin", "triplet_margin_with_distance", "mined_triplet", "contrastive",
+               "center_loss", "ntxent", "info_nce", "cosine_embedding", "margin_ranking",
+               "hinge_embedding", "cosine_similarity", "cosine_distance", "supcon",
+               "lifted_structured", "multi_similarity", "circle"},
     "robust": {"adaptive_robust"},
     "composite": {"uncertainty_weighting"},
     "sequence": {"hamming", "soft_hamming", "ctc"},
@@ -42,6 +51,7 @@ def test_catalog_and_get():
         assert lj.get(loss.name) is loss
         assert getattr(lj, loss.name) is loss
     assert by_family == EXPECTED
+    assert sum(map(len, EXPECTED.values())) >= 75
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -15,9 +15,9 @@ def test_triplet_margin_uses_absolute_values_for_odd_p():
     n = jnp.asarray([[-3.0, 1.0]])
     # p = 3: (|1|^3 + |-2|^3)^(1/3) = 9^(1/3); without abs it would be (1 - 8)^(1/3) (NaN)
     want = max(9 ** (1 / 3) - 28 ** (1 / 3) + 1.0, 0.0)
-    got = lj.triplet_margin(a, p, n, p_norm=3.0, eps=0.0)
+    got = lj.triplet_margin(a, p, n, p=3.0, eps=0.0)
     np.testing.assert_allclose(got, want, rtol=1e-12)
-    assert np.all(np.isfinite(np.asarray(lj.triplet_margin.grad(a, p, n, p_norm=3.0))))
+    assert np.all(np.isfinite(np.asarray(lj.triplet_margin.grad(a, p, n, p=3.0))))
 
 
 def test_triplet_margin_matches_numpy_with_swap():

@@ -81,14 +81,40 @@ def _views_sample(key, dtype, kind):
       formula=r"\ell_i = -\log\frac{e^{\cos(z_i, z_{i^+})/\tau}}{\sum_{j \ne i} e^{\cos(z_i, z_j)/\tau}}",
       sampler=_views_sample,
       references=["Chen, Kornblith, Norouzi, Hinton, A Simple Framework for Contrastive "
-                  "Learning of Visual Representations (SimCLR, NT-Xent), ICML 2020."])
+                  "Learning of Visual Representations (SimCLR, NT-Xent), ICML 2020.",
+                  "optax.losses.ntxent (the labelled form)."])
 def ntxent(z1, z2, *, temperature=0.5):
-    r"""NT-Xent (SimCLR): two views z1, z2 (N, D) of N examples; each of the 2N embeddings
+    r"""NT-Xent (SimCLR), in two forms chosen by the second argument's dtype.
+
+    Paired views, ``ntxent(z1, z2)`` with z1, z2 floating (N, D): each of the 2N embeddings
     must pick its other view among the 2N - 1 others by cosine similarity / temperature.
-    Elements are the 2N embeddings. Zero vectors are normalised as in
-    ``torch.nn.functional.normalize`` (divided by max(|z|, 1e-8)): finite gradients.
+    Elements are the 2N embeddings.
+
+    Labelled, ``ntxent(embeddings, labels)`` with integer labels (N,) (optax
+    ``optax.losses.ntxent(embeddings, labels, temperature)``): every pair (i, j), j != i, of
+    the same label is a positive pair, with loss
+    :math:`-\log\frac{e^{s_{ij}}}{e^{s_{ij}} + \sum_{k: y_k \ne y_i} e^{s_{ik}}}`,
+    :math:`s = \cos / \tau` (the other positives of i are not in the denominator). Elements
+    are the N anchors, each the sum over its positive pairs, and the mean divides by the
+    number of positive pairs: optax's average over positive pairs. An anchor without a
+    positive contributes nothing and does not count; a batch without any positive pair has
+    mean 0 (optax: NaN, 0 / 0). An anchor without negatives has loss 0 on each of its pairs
+    (as optax). The paired form equals the labelled one on [z1; z2] with labels
+    [0..N-1, 0..N-1].
+
+    Zero vectors are normalised as in ``torch.nn.functional.normalize`` (divided by
+    max(|z|, 1e-8)): finite gradients. (optax clamps the squared norm at the dtype's eps
+    instead; the two differ only for vectors shorter than sqrt(eps).) The default temperature
+    is 0.5; optax's is 0.07. ``.grad`` is hand-derived in both forms; ``wrt="z2"`` exists in
+    the paired form.
     """
     name = "ntxent"
+    second = jnp.asarray(z2)
+    if jnp.issubdtype(second.dtype, jnp.integer):
+        return _labelled_ntxent(name, z1, second, temperature)
+    if not jnp.issubdtype(second.dtype, jnp.floating):
+        raise TypeError(f"{name}: `z2` must be the second views, floating (N, D), or integer "
+                        f"labels (N,), got {_checks.describe(second)}.")
     (z2,) = _rows(name, "z1", z1, [("z2", z2)])
     z1, z2 = gathered(z1, z2)          # every embedding meets every other
     n = z1.shape[0]
@@ -106,6 +132,48 @@ def ntxent(z1, z2, *, temperature=0.5):
 
     return Terms(value, grad=None, vjp=lambda c: full_vjp(c)[:n], jvp=jvp,
                  partial_vjps={"z2": lambda c: full_vjp(c)[n:]})
+
+
+def _labelled_ntxent(name, embeddings, labels, temperature):
+    """optax's NT-Xent over (embeddings, labels): per anchor i, the sum over its positives j of
+    softplus(lse_{k in N_i} s_ik - s_ij), N_i the anchors of another label."""
+    labels = _labelled_rows(name, "z1", embeddings, labels)
+    _checks.in_range(name, "temperature", temperature, lo=0, lo_open=True)
+    embeddings, labels = gathered(embeddings, labels)
+    n = embeddings.shape[0]
+    u, back, fwd = _normalized(embeddings)
+    logits = u @ u.T / temperature
+    same = labels[:, None] == labels[None, :]
+    positive = same & ~jnp.eye(n, dtype=bool)
+    negative = ~same
+    has_negative = jnp.any(negative, axis=1, keepdims=True)
+    # logsumexp over the negatives, -inf (softplus(-inf) = 0) for an anchor with none, written
+    # so that no -inf - -inf or log 0 reaches autodiff
+    top = jax.lax.stop_gradient(jnp.max(jnp.where(negative, logits, -jnp.inf), axis=1,
+                                        keepdims=True))
+    top = jnp.where(has_negative, top, 0.0)
+    total = jnp.sum(jnp.exp(jnp.where(negative, logits - top, -jnp.inf)), axis=1, keepdims=True)
+    lse_neg = jnp.where(has_negative, jnp.log(jnp.where(has_negative, total, 1.0)) + top,
+                        -jnp.inf)
+    gap = lse_neg - logits                       # -log sigma_ij = softplus(gap)
+    value = jnp.sum(jnp.where(positive, jax.nn.softplus(gap), 0.0), axis=1)
+    # d value_i / d s_ij: -(1 - sigma_ij) on the positives; on the negatives the softmax over
+    # N_i times sum_j (1 - sigma_ij)
+    miss = jnp.where(positive, jax.nn.sigmoid(gap), 0.0)
+    softmax_neg = jnp.exp(jnp.where(negative, logits - lse_neg, -jnp.inf))
+    weights = softmax_neg * jnp.sum(miss, axis=1, keepdims=True) - miss
+    pairs = jnp.sum(positive, axis=1)
+
+    def vjp(coef):
+        g = gathered(coef)[:, None] * weights / temperature
+        return back((g + g.T) @ u)
+
+    def jvp(dz):
+        du = fwd(gathered(dz))
+        return jnp.sum(weights * (du @ u.T + u @ du.T), axis=1) / temperature
+
+    return Terms(value, grad=None, vjp=vjp, jvp=jvp, mask=pairs > 0,
+                 normalizer=pairs.astype(value.dtype))
 
 
 @loss(nonnegative=True, family="metric", elementwise=False, has_hess_diag=False,

@@ -1,4 +1,5 @@
-"""Overlap losses for segmentation: Dice, Tversky and Jaccard (soft IoU).
+"""Overlap losses for segmentation: Dice, Tversky, focal Tversky, Jaccard (soft IoU) and
+generalised Dice (the Lovász losses are in :mod:`lossjax.losses.lovasz`).
 
 Layout: predictions of shape (N, *spatial) for one foreground class, or (N, *spatial, C)
 with ``class_axis=-1`` for several; targets of the same shape (masks, hard or soft), or, with
@@ -204,3 +205,139 @@ def jaccard(predictions, targets, *, activation=None, class_axis=None, smooth=1.
         return _ratio(inter + smooth, pred_sum + target_sum - inter + smooth, 1.0, -1.0, 1.0)
     return _overlap_terms("jaccard", predictions, targets, activation, class_axis, smooth,
                           index)
+
+
+def _focal_tversky_sample(key, dtype, kind):
+    if kind == "generic":
+        return _segmentation_sample(key, dtype, kind)
+    # the edge rows of dice's sample, but no row with a perfect overlap (TI = 1, where the
+    # derivative is unbounded for gamma < 1; tests/test_research_segmentation.py checks it):
+    # a small foreground, an empty target under a faint prediction, exact 0/1 predictions
+    # with one false positive, and an empty prediction of a foreground
+    p = jnp.asarray([[0.9, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.2],
+                     [0.0, 0.0, 0.25, 0.0, 0.0, 0.0, 0.0, 0.0],
+                     [1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
+                     [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]], dtype)
+    t = jnp.asarray([[1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+                     [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+                     [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
+                     [0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]], dtype)
+    return Sample((p, t), {})
+
+
+@loss(constraints=_SEGMENTATION_DOMAIN,
+      nonnegative=True, perfect=_matching_masks,
+      family="segmentation", elementwise=False, has_hess_diag=False,
+      formula=r"\ell = \left(1 - \frac{\sum p t + s}{\sum p t + \alpha\sum p(1-t) + "
+              r"\beta\sum(1-p)t + s}\right)^\gamma",
+      sampler=_focal_tversky_sample,
+      references=["Abraham & Khan, A Novel Focal Tversky Loss Function with Improved Attention "
+                  "U-Net for Lesion Segmentation, ISBI 2019."])
+def focal_tversky(predictions, targets, *, alpha=0.3, beta=0.7, gamma=0.75, activation=None,
+                  class_axis=None, smooth=1.0):
+    r"""Focal Tversky loss :math:`(1 - TI)^\gamma` per (example, class), TI the Tversky index
+    of :func:`tversky` (``alpha`` weights false positives, ``beta`` false negatives).
+
+    Exponent convention: ``gamma`` is the exponent itself. The paper writes
+    :math:`(1 - TI)^{1/\gamma_{paper}}` and recommends :math:`\gamma_{paper} = 4/3`, i.e.
+    ``gamma = 0.75`` here (the default); gamma < 1 raises the loss of well-segmented
+    examples (TI near 1) relative to Tversky, gamma = 1 is :func:`tversky`. The paper's
+    :math:`\alpha = 0.7` weights false negatives: that is ``beta = 0.7, alpha = 0.3`` here,
+    the defaults.
+
+    Args:
+      predictions, targets, activation, class_axis, smooth: as for :func:`tversky` (see the
+        module docstring).
+      alpha, beta: >= 0, weights of false positives and false negatives.
+      gamma: > 0, the exponent.
+
+    Derivative: :math:`\gamma (1 - TI)^{\gamma - 1}` times Tversky's. At a perfect overlap
+    (TI = 1, the loss's minimum 0) that factor is unbounded for gamma < 1: ``.grad`` and
+    autodiff both return 0 there (the loss taken as :math:`\max(1 - TI, 0)^\gamma`); for
+    gamma = 1 the factor is 1 and for gamma > 1 it is 0, the true values.
+    """
+    name = "focal_tversky"
+    _checks.in_range(name, "alpha", alpha, lo=0)
+    _checks.in_range(name, "beta", beta, lo=0)
+    _checks.in_range(name, "gamma", gamma, lo=0, lo_open=True)
+
+    def index(inter, pred_sum, target_sum):
+        den = (1 - alpha - beta) * inter + alpha * pred_sum + beta * target_sum + smooth
+        d, d_inter, d_pred = _ratio(inter + smooth, den, 1.0, 1 - alpha - beta, alpha)
+        positive = d > 0
+        safe = jnp.where(positive, d, 1.0)
+        # at d <= 0 (a perfect overlap, or its rounding): d itself for gamma = 1, else 0
+        linear = jnp.asarray(gamma == 1, d.dtype)
+        value = jnp.where(positive, safe ** gamma, linear * d)
+        slope = jnp.where(positive, gamma * safe ** (gamma - 1), linear)
+        return value, slope * d_inter, slope * d_pred
+    return _overlap_terms(name, predictions, targets, activation, class_axis, smooth, index)
+
+
+_GENERALIZED_DICE_EPS = 1e-7    # optax's guard in the class weights 1 / (f^2 + eps)
+
+
+def _generalized_dice_sample(key, dtype, kind):
+    if kind == "generic":                     # logits and integer labels
+        return Sample(_segmentation_sample(key, dtype, kind).args, {"activation": "softmax"})
+    # probabilities (N=2, 4 pixels, C=3): exact 0/1 and halves; class 2 is absent from the
+    # targets (its weight dominates) but predicted once; class 0 (background) ignored
+    p = jnp.asarray([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]],
+                     [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0],
+                      [0.25, 0.75, 0.0]]], dtype)
+    t = jnp.asarray([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0]],
+                     [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0],
+                      [0.0, 1.0, 0.0]]], dtype)
+    return Sample((p, t), {"activation": None, "ignore_background": True})
+
+
+@loss(constraints=_SEGMENTATION_DOMAIN,
+      nonnegative=True, perfect=_matching_masks,
+      family="segmentation", elementwise=False, has_hess_diag=False,
+      formula=r"\ell_{nc} = w_c\left(1 - \frac{\sum p t + s}{\frac12(\sum p + \sum t) + s}"
+              r"\right),\ w_c \propto \frac{1}{f_c^2 + 10^{-7}}",
+      sampler=_generalized_dice_sample,
+      references=["Sudre, Li, Vercauteren, Ourselin, Cardoso, Generalised Dice overlap as a "
+                  "deep learning loss function for highly unbalanced segmentations, DLMIA 2017.",
+                  "optax.losses.multiclass_generalized_dice_loss (optax 0.2.8)."])
+def multiclass_generalized_dice(predictions, targets, *, activation="softmax", smooth=1.0,
+                                ignore_background=False):
+    r"""Generalised Dice with automatic class weights, as optax's
+    ``multiclass_generalized_dice_loss``: per-class Dice losses weighted by the inverse
+    squared class frequency.
+
+    Class c's frequency :math:`f_c = \sum t` runs over the whole batch and the spatial axes;
+    its weight :math:`w_c = C\,u_c / \sum_k u_k` with :math:`u_c = 1 / (f_c^2 + 10^{-7})`
+    (weights of mean 1; a class absent from the batch dominates). Element (n, c) is
+    :math:`w_c (1 - (I + s) / (\frac12 (P + T) + s))` (optax's Dice with alpha = beta = 1/2:
+    ``smooth`` enters as s, not 2s as in :func:`dice`). The weights are constants of the
+    targets: no gradient flows into them.
+
+    Args:
+      predictions: (N, *spatial, C), logits (``activation="softmax"``, the default, as optax's
+        ``apply_softmax=True``; or ``"sigmoid"``) or probabilities (``activation=None``).
+      targets: one-hot (or soft) masks shaped like the predictions, or integer labels
+        (N, *spatial) with ``activation="softmax"``.
+      smooth: >= 0, added to numerator and denominator.
+      ignore_background: leave class 0 out of the mean (it still counts in the weights'
+        normalisation, as in optax).
+
+    The elements are the (example, class) pairs, shape (N, C); the default mean is optax's
+    value. Sudre et al.'s own form is one ratio of weighted sums over the classes,
+    :math:`1 - 2\sum_c w_c I_c / \sum_c w_c (P_c + T_c)`; optax's (and this) is a weighted
+    mean of per-class Dice losses.
+    """
+    name = "multiclass_generalized_dice"
+
+    def index(inter, pred_sum, target_sum):
+        frequency = jnp.sum(target_sum, axis=0)
+        inverse = 1 / (frequency ** 2 + _GENERALIZED_DICE_EPS)
+        weight = inverse / jnp.sum(inverse) * inverse.shape[0]
+        d, d_inter, d_pred = _ratio(inter + smooth, 0.5 * (pred_sum + target_sum) + smooth,
+                                    1.0, 0.0, 0.5)
+        return weight * d, weight * d_inter, weight * d_pred
+    terms = _overlap_terms(name, predictions, targets, activation, -1, smooth, index)
+    if ignore_background:
+        not_background = jnp.arange(terms.value.shape[-1]) > 0
+        return terms._replace(mask=jnp.broadcast_to(not_background, terms.value.shape))
+    return terms
