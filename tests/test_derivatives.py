@@ -194,18 +194,9 @@ def test_grad_under_reductions_weights_and_masks(name):
         assert_matches(analytic, auto, 1e-10, 1e-14)
 
 
-@pytest.mark.parametrize("name", GRAD_NAMES)
-def test_grad_float32_close_to_float64_autodiff(name):
-    loss = lj.get(name)
-    args32, kwargs32 = sample(loss, "generic", jnp.float32)
-    args64 = jax.tree_util.tree_map(
-        lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, args32)
-    kwargs64 = {k: (v.astype(jnp.float64) if hasattr(v, "dtype") else v)
-                for k, v in kwargs32.items()}
-    g32 = compiled(loss.grad, *args32, **kwargs32)
-    assert g32.dtype == jnp.float32
-    auto64 = compiled(autodiff_grad(loss), *args64, **kwargs64)
-    assert_matches(g32, auto64, 1e-4, 1e-6)
+# float32: the dtype matrix (tests/test_numerics.py) holds each loss's float32 .grad within its
+# declared bound (4 eps by default) of the float64 .grad on the same inputs, which the tests
+# above equal to float64 autodiff.
 
 
 # -- with_analytic_vjp -----------------------------------------------------------------------

@@ -104,11 +104,11 @@ def test_dtype_matrix_detects_a_lossy_path(monkeypatch):
         return x
     assert lj.audit._precision.measure(lj.log_cosh, "float32", "generic").ok
     monkeypatch.setattr(_loss, "_upcast", to_bfloat16)
-    lj.audit._precision._value_and_grad.clear_cache()   # compiled programs hold the old path
+    lj.audit._precision._evaluate_all.clear_cache()   # compiled programs hold the old path
     try:
         row = lj.audit._precision.measure(lj.log_cosh, "float32", "generic")
     finally:
-        lj.audit._precision._value_and_grad.clear_cache()
+        lj.audit._precision._evaluate_all.clear_cache()
     assert not row.ok and row.value_error / row.eps > 100
 
 

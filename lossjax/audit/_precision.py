@@ -87,46 +87,67 @@ def _mixed(got, ref) -> float:
     return float(np.max(np.abs(got - ref)) / max(1.0, float(np.max(np.abs(ref)))))
 
 
-@fast_jit(static_argnums=(0, 1))
 def _value_and_grad(value, grad, *inputs):
-    """The value and the hand-derived ``grad`` (hashable calls of the audit: compiled once per
-    loss, options and shapes), or autodiff w.r.t. the first input when ``grad`` is None."""
+    """The value and the hand-derived ``grad``, or autodiff w.r.t. the first input when
+    ``grad`` is None."""
     if grad is None:
         return jax.value_and_grad(value)(*inputs)
     return value(*inputs), grad(*inputs)
 
 
-def _evaluate(loss, args, kwargs, autodiff=False):
+@fast_jit(static_argnums=0)
+def _evaluate_all(calls, inputs):
+    """Every cell's (value, gradient) in one program: ``calls`` are hashable (value, grad)
+    pairs of the audit's calls (compiled once per loss, options and shapes). One program per
+    loss instead of one per cell: compiling dominates on small samples."""
+    return [_value_and_grad(value, grad, *x) for (value, grad), x in zip(calls, inputs)]
+
+
+def _call_pair(loss, args, kwargs, autodiff=False):
     calls, inputs, _ = loss_calls(loss, args, kwargs)
     grad = None if autodiff or not loss.has_grad else calls["grad"]
-    return _value_and_grad(calls["__call__"], grad, *inputs)
+    return (calls["__call__"], grad), tuple(inputs)
+
+
+def _measure_cells(loss, cells, key):
+    """PrecisionRows of ``loss`` at each (dtype, kind) of ``cells``, from one program."""
+    with _oracle.x64():
+        pairs, inputs, samples = [], [], []
+        for dtype, kind in cells:
+            args, kwargs = loss.sample(key, jnp.dtype(dtype), kind)
+            up_args, up_kwargs = _to_float64((args, kwargs))
+            for a, k, autodiff in ((args, kwargs, False),
+                                   (up_args, up_kwargs, dtype == "float64")):
+                pair, x = _call_pair(loss, a, k, autodiff)
+                pairs.append(pair)
+                inputs.append(x)
+        out = jax.device_get(_evaluate_all(tuple(pairs), inputs))
+        rows = []
+        for i, (dtype, kind) in enumerate(cells):
+            (value, grad), (ref_value, ref_grad) = out[2 * i], out[2 * i + 1]
+            if dtype == "float64":          # float64: the value is its own reference
+                ref_value = value
+            kept = value.dtype == jnp.dtype(dtype) and grad.dtype == jnp.dtype(dtype)
+            finite = bool(np.all(np.isfinite(np.asarray(value, np.float64)))
+                          and np.all(np.isfinite(np.asarray(grad, np.float64))))
+            v_bound, g_bound = bound(loss.name, dtype)
+            rows.append(PrecisionRow(loss.name, dtype, kind, _mixed(value, ref_value),
+                                     _mixed(grad, ref_grad), v_bound, g_bound, bool(kept),
+                                     finite))
+        return rows
 
 
 def measure(loss, dtype: str, kind: str = "generic", key=None) -> PrecisionRow:
     """One cell of the matrix: ``loss`` on its ``kind`` sample drawn in ``dtype``."""
     key = jax.random.PRNGKey(0) if key is None else key
-    with _oracle.x64():
-        args, kwargs = loss.sample(key, jnp.dtype(dtype), kind)
-        value, grad = _evaluate(loss, args, kwargs)
-        kept = value.dtype == jnp.dtype(dtype) and grad.dtype == jnp.dtype(dtype)
-        finite = bool(np.all(np.isfinite(np.asarray(value, np.float64)))
-                      and np.all(np.isfinite(np.asarray(grad, np.float64))))
-        up_args, up_kwargs = _to_float64((args, kwargs))
-        if dtype == "float64":
-            ref_value = value
-            ref_grad = _evaluate(loss, up_args, up_kwargs, autodiff=True)[1]
-        else:
-            ref_value, ref_grad = _evaluate(loss, up_args, up_kwargs)
-        v_bound, g_bound = bound(loss.name, dtype)
-        return PrecisionRow(loss.name, dtype, kind, _mixed(value, ref_value),
-                            _mixed(grad, ref_grad), v_bound, g_bound, bool(kept), finite)
+    return _measure_cells(loss, [(dtype, kind)], key)[0]
 
 
 def precision_matrix(losses=None, dtypes=DTYPES, kinds=KINDS, seed: int = 0):
     """Every (loss, dtype, kind) cell, in catalogue order."""
-    return [measure(loss, dtype, kind, jax.random.PRNGKey(seed))
-            for loss in (_catalog() if losses is None else losses)
-            for dtype in dtypes for kind in kinds]
+    cells = [(dtype, kind) for dtype in dtypes for kind in kinds]
+    return [row for loss in (_catalog() if losses is None else losses)
+            for row in _measure_cells(loss, cells, jax.random.PRNGKey(seed))]
 
 
 def precision_markdown(rows) -> str:
