@@ -1,7 +1,8 @@
-"""Hand-derived derivatives against JAX autodiff, for every catalogue entry.
-
-Away from kinks .grad must equal jax.grad (float64: rtol 1e-10); on a declared kink it must
-equal the midpoint of the one-sided autodiff derivatives (what .kinks promises).
+"""Hand-derived derivatives against JAX autodiff, for every catalogue entry: on a declared
+kink .grad must equal the midpoint of the one-sided autodiff derivatives (what .kinks
+promises); under every reduction, weights and masks, w.r.t. other arguments and through
+with_analytic_vjp it must equal jax.grad (float64: rtol 1e-10). Away from kinks, the
+whole-catalogue audit compares .grad and .hess_diag with autodiff and the oracle.
 """
 import inspect
 
@@ -55,20 +56,46 @@ def midpoint(fn, p, h, where):
     return out
 
 
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("name", GRAD_NAMES)
-def test_grad_matches_autodiff_float64(name, kind):
+# Away from kinks, every entry's .grad and .hess_diag are compared with autodiff AND the
+# numerical oracle, in float64 at the generic and edge samples, by the whole-catalogue audit
+# (tests/test_audit_catalog.py: tolerance 16 eps x the gradient's scale, tighter than an
+# rtol of 1e-10). Here: what the audit does not promise, the catalogue's subgradient
+# convention at the kinks, where .grad must equal the midpoint of the one-sided autodiff
+# derivatives (the audit only asks it to lie between them).
+# Kinks the edge samples leave out on purpose, and where each is tested instead.
+NOT_SAMPLED = {
+    ("binary_cross_entropy", 0): "the clamp at e^-100 is below float32's normal range",
+    ("smooth_l1", 1): "beta = 0: test_smooth_l1_beta_zero_kink",
+    ("adaptive_robust", 0): "alpha = 2, an infinite derivative: test_robust.py",
+}
+
+
+KINKED = [(loss.name, order) for loss in lj.catalog() if loss.has_grad for order in (1, 2)
+          if any(k.argument is None and (k.order == 1 or order == 2)
+                 and (loss.name, i) not in NOT_SAMPLED for i, k in enumerate(loss.kinks))
+          and (order == 1 or loss.has_hess_diag)]
+
+
+@pytest.mark.parametrize("name, order", KINKED)
+def test_kinks_follow_the_midpoint_convention(name, order):
     loss = lj.get(name)
-    args, kwargs = sample(loss, kind)
+    args, kwargs = sample(loss, "edge")
     p, rest = args[0], args[1:]
-    analytic, auto = compiled(lambda *a, **k: (loss.grad(*a, **k), autodiff_grad(loss)(*a, **k)),
-                              *args, **kwargs)
     kinks = kinked(loss, args, kwargs, 1)
-    assert_matches(analytic[~kinks], auto[~kinks], 1e-10, 1e-14)
-    if kinks.any():
-        g = fast_jit(lambda q: jax.grad(lambda x: loss(x, *rest, **kwargs))(q))
-        one_sided = midpoint(g, p, 1e-7, kinks)
-        assert_matches(analytic[kinks], one_sided[kinks], 1e-5, 1e-7)
+    if order == 1:
+        analytic = compiled(loss.grad, *args, **kwargs)
+        derivative = fast_jit(lambda q: jax.grad(lambda x: loss(x, *rest, **kwargs))(q))
+    else:
+        kinks = kinks | kinked(loss, args, kwargs, 2)
+        n = p.size
+
+        @fast_jit
+        def derivative(q):
+            h = jax.hessian(lambda x: loss(x, *rest, **kwargs))(q)
+            return jnp.diagonal(h.reshape(n, n)).reshape(p.shape)
+        analytic = compiled(loss.hess_diag, *args, **kwargs)
+    assert kinks.any(), f"{name}: the edge sample hits no kink of order {order}"
+    assert_matches(analytic[kinks], midpoint(derivative, p, 1e-7, kinks)[kinks], 1e-5, 1e-7)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -104,14 +131,6 @@ def test_grad_wrt_unknown_argument_is_a_clear_error():
         lj.wasserstein_critic.grad(r, f, wrt="labels")
 
 
-# Kinks the edge samples leave out on purpose, and where each is tested instead.
-NOT_SAMPLED = {
-    ("binary_cross_entropy", 0): "the clamp at e^-100 is below float32's normal range",
-    ("smooth_l1", 1): "beta = 0: test_smooth_l1_beta_zero_kink",
-    ("adaptive_robust", 0): "alpha = 2, an infinite derivative: test_robust.py",
-}
-
-
 def test_kinks_are_sampled():
     """Every declared kink is exercised by the edge sample, so the tests above check it."""
     for loss in lj.catalog():
@@ -130,27 +149,6 @@ def test_smooth_l1_beta_zero_kink():
     assert_matches(analytic[kinks], midpoint(g, p, 1e-7, kinks)[kinks], 1e-5, 1e-7)
     assert_matches(analytic[~kinks], np.asarray(g(p))[~kinks], 1e-12, 1e-14)
     np.testing.assert_array_equal(analytic, np.sign(np.asarray(p - t)))
-
-
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("name", [n for n in NAMES if lj.get(n).has_hess_diag])
-def test_hess_diag_matches_autodiff_hessian(name, kind):
-    loss = lj.get(name)
-    args, kwargs = sample(loss, kind)
-    p, rest = args[0], args[1:]
-    n = p.size
-
-    @fast_jit
-    def diag(q):
-        h = jax.hessian(lambda x: loss(x, *rest, **kwargs))(q)
-        return jnp.diagonal(h.reshape(n, n)).reshape(p.shape)
-
-    analytic = compiled(loss.hess_diag, *args, **kwargs)
-    auto = np.asarray(diag(p))
-    kinks = kinked(loss, args, kwargs, 1) | kinked(loss, args, kwargs, 2)
-    assert_matches(analytic[~kinks], auto[~kinks], 1e-9, 1e-13)
-    if kinks.any():
-        assert_matches(analytic[kinks], midpoint(diag, p, 1e-7, kinks)[kinks], 1e-5, 1e-7)
 
 
 def test_losses_without_a_closed_form_gradient_say_why():
