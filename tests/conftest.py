@@ -93,10 +93,10 @@ def pytest_terminal_summary(terminalreporter):
 # the long files start at once and the short ones fill the end. (--dist loadfile measured
 # 505-545 s for the suite, worksteal 505 s with less CPU time: a file's tests mostly stay on
 # one worker, so per-file compile caches still hit.)
-LONGEST_FIRST = ("test_sharding.py", "test_experiments_gan_optim.py", "test_fuzz.py",
-                 "test_numerics.py", "test_experiments_training.py", "test_derivatives.py",
-                 "test_loss_object.py", "test_audit_catalog.py", "test_experiments_claims_b.py",
-                 "test_experiments_audit.py", "test_checked.py", "test_data.py", "test_lab.py",
+LONGEST_FIRST = ("test_audit_catalog.py", "test_sharding.py", "test_experiments_gan_optim.py",
+                 "test_fuzz.py", "test_numerics.py", "test_experiments_training.py",
+                 "test_derivatives.py", "test_loss_object.py", "test_experiments_claims_b.py",
+                 "test_checked.py", "test_data.py", "test_lab.py",
                  "test_experiments_claims.py", "test_audit.py", "test_properties.py",
                  "test_optim.py", "test_sequence.py", "test_metric.py", "test_large_vocab.py",
                  "test_values.py", "test_reduce.py", "test_objectives.py",
