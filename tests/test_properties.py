@@ -19,12 +19,13 @@ vectors = hnp.arrays(np.float32, st.integers(1, 8), elements=reals)
 @given(vectors, st.sampled_from(REGRESSION), st.integers(0, 2 ** 16))
 def test_regression_nonnegative_zero_at_perfect_prediction_finite(p, name, seed):
     loss = lj.get(name)
-    y = np.asarray(jax.random.normal(jax.random.PRNGKey(seed), p.shape), np.float32)
-    value = loss(jnp.asarray(p), jnp.asarray(y), reduction="none")
-    assert np.all(np.asarray(value) >= 0)
-    assert np.all(np.asarray(loss(jnp.asarray(p), jnp.asarray(p), reduction="none")) == 0)
-    g = loss.grad(jnp.asarray(p), jnp.asarray(y))
-    assert np.all(np.isfinite(np.asarray(g)))
+    y = np.random.default_rng(seed).standard_normal(p.shape).astype(np.float32)
+    value, at_perfect, g = compiled(lambda p, y: (
+        loss(p, y, reduction="none"), loss(p, p, reduction="none"), loss.grad(p, y)),
+        jnp.asarray(p), jnp.asarray(y))
+    assert np.all(value >= 0)
+    assert np.all(at_perfect == 0)
+    assert np.all(np.isfinite(g))
 
 
 @SETTINGS
@@ -33,6 +34,7 @@ def test_regression_nonnegative_zero_at_perfect_prediction_finite(p, name, seed)
 def test_multiclass_nonnegative_and_finite(z, seed, gamma):
     labels = jax.random.randint(jax.random.PRNGKey(seed), z.shape[:1], 0, z.shape[1])
     z = jnp.asarray(z)
+    gamma = jnp.asarray(gamma, jnp.float32)       # traced: one program per shape, not per draw
     for loss, kw in ((lj.cross_entropy, {}), (lj.softmax_focal_loss, {"gamma": gamma})):
         value, g, auto = compiled(lambda z, labels, **kw: (
             loss(z, labels, reduction="none", **kw), loss.grad(z, labels, **kw),
@@ -48,6 +50,7 @@ def test_multiclass_nonnegative_and_finite(z, seed, gamma):
 def test_binary_logit_losses_nonnegative_and_finite(z, seed, gamma):
     t = jax.random.bernoulli(jax.random.PRNGKey(seed), 0.5, z.shape).astype(jnp.float32)
     z = jnp.asarray(z)
+    gamma = jnp.asarray(gamma, jnp.float32)       # traced: one program per shape, not per draw
     for loss, kw in ((lj.binary_cross_entropy_with_logits, {}), (lj.focal_loss, {"gamma": gamma}),
                      (lj.hinge, {}), (lj.squared_hinge, {})):
         y = 2 * t - 1 if "hinge" in loss.name else t
