@@ -77,12 +77,14 @@ def test_zero_residuals(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_dtype_matrix_within_each_losss_declared_bound(name):
-    """float16, bfloat16, float32, float64 on the generic and edge samples: the value and the
+    """float16, bfloat16, float32 on the generic and edge samples: the value and the
     hand-derived gradient come back in the input dtype, finite, and within the loss's declared
-    bound (lossjax/audit/_precision.py) of the float64 computation on the same inputs."""
+    bound (lossjax/audit/_precision.py) of the float64 computation on the same inputs. (The
+    float64 cells compare .grad with float64 autodiff: tests/test_derivatives.py and the
+    float64 catalogue audit do; `make bench` tabulates all four dtypes.)"""
     from lossjax.audit import _precision
-    rows = lj.audit.precision_matrix([lj.get(name)])
-    assert len(rows) == 8
+    rows = lj.audit.precision_matrix([lj.get(name)], dtypes=("float16", "bfloat16", "float32"))
+    assert len(rows) == 6
     for r in rows:
         where = f"{name} {r.dtype} {r.kind}"
         assert r.dtype_kept and r.finite, where

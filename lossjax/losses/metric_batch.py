@@ -207,6 +207,20 @@ def _distances(e):
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0), diff
 
 
+def _distances_vjp(d_dist, dist, e):
+    """sum_ab d_dist[a, b] dD_ab/de for D = _distances(e): each pair pulls its two rows along
+    their difference (zero distances contribute 0, their derivative)."""
+    a = d_dist / jnp.where(dist > 0, dist, 1.0) * (dist > 0)
+    s = a + a.T
+    return jnp.sum(s, axis=1)[:, None] * e - s @ e
+
+
+def _distances_jvp(de, dist, diff):
+    """dD_ab along the tangent ``de`` of the rows, for D, diff = _distances(e)."""
+    return jnp.where(dist > 0, jnp.sum(diff * (de[:, None, :] - de[None, :, :]), axis=-1)
+                     / jnp.where(dist > 0, dist, 1.0), 0.0)
+
+
 def _mining_sample(key, dtype, kind):
     k1, k2 = jax.random.split(key)
     if kind == "generic":
@@ -304,17 +318,11 @@ def mined_triplet(embeddings, labels, *, strategy="batch_hard", margin=1.0):
         def delta(dd):
             return dd - jnp.einsum("apn,an->ap", sel, dd)
 
-    safe = jnp.where(dist > 0, dist, 1.0)
-
     def vjp(coef):
-        a = weights(gathered(coef)) / safe * (dist > 0)          # dL/dD / D, symmetric use below
-        s = a + a.T
-        return jnp.sum(s, axis=1)[:, None] * embeddings - s @ embeddings
+        return _distances_vjp(weights(gathered(coef)), dist, embeddings)
 
     def jvp(de):
-        de = gathered(de)
-        dd = jnp.where(dist > 0, jnp.sum(diff * (de[:, None, :] - de[None, :, :]), axis=-1)
-                       / safe, 0.0)
+        dd = _distances_jvp(gathered(de), dist, diff)
         return hinge_slope(gap) * delta(dd) * valid
 
     return Terms(jnp.maximum(gap, 0.0), grad=None, vjp=vjp, jvp=jvp, mask=valid)

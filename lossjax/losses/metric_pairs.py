@@ -19,7 +19,8 @@ from lossjax import _checks, _sampling
 from lossjax._loss import Kink, Sample, Terms, loss
 from lossjax.losses._common import gathered
 from lossjax.losses.metric import _labelled_rows
-from lossjax.losses.metric_batch import _distances, _normalized
+from lossjax.losses.metric_batch import (
+    _distances, _distances_jvp, _distances_vjp, _normalized)
 
 __all__ = ["supcon", "lifted_structured", "multi_similarity"]
 
@@ -207,20 +208,14 @@ def lifted_structured(embeddings, labels, *, margin=1.0):
     weight = jnp.exp(lse[:, None] - both)           # d both_ij / d lse_i; weight.T for lse_j
     valid = positive & has_negative[:, None] & jnp.triu(jnp.ones((n, n), bool), 1)
     hinge = jnp.where(valid, jnp.maximum(both + dist, 0.0), 0.0)
-    safe = jnp.where(dist > 0, dist, 1.0)
 
     def vjp(coef):
         h = gathered(coef) * hinge                  # d L / d J_ij
         per_lse = jnp.sum((h + h.T) * weight, axis=1)
-        g = h - per_lse[:, None] * share            # d L / d D_ab as used
-        a = g / safe * (dist > 0)
-        s = a + a.T
-        return jnp.sum(s, axis=1)[:, None] * embeddings - s @ embeddings
+        return _distances_vjp(h - per_lse[:, None] * share, dist, embeddings)
 
     def jvp(de):
-        de = gathered(de)
-        dd = jnp.where(dist > 0, jnp.sum(diff * (de[:, None, :] - de[None, :, :]), axis=-1)
-                       / safe, 0.0)
+        dd = _distances_jvp(gathered(de), dist, diff)
         d_lse = -jnp.sum(share * dd, axis=1)
         return hinge * (dd + weight * d_lse[:, None] + weight.T * d_lse[None, :])
 
