@@ -90,3 +90,13 @@ def class_axis(loss: str, name: str, x, axis: int) -> int:
         raise ValueError(
             f"{loss}: `axis`={axis} is out of range for `{name}` of shape {tuple(x.shape)}.")
     return int(axis) % x.ndim
+
+
+def targets_shaped_like(loss: str, labels, scores_name: str, scores,
+                        read_as: str = "probability targets") -> None:
+    """Floating ``labels`` are read as per-class targets: they must have the scores' shape."""
+    if labels.shape != scores.shape:
+        raise TypeError(
+            f"{loss}: `labels` are floating ({describe(labels)}), so they are read as "
+            f"{read_as}, which must have the {scores_name}' shape {tuple(scores.shape)}. "
+            f"For class indices pass an integer array.")

@@ -583,11 +583,8 @@ def _categorical_hinge_parts(name, scores, labels, axis, ignore_index):
     z = jnp.moveaxis(scores, ax, -1)
     labels = jnp.asarray(labels)
     if jnp.issubdtype(labels.dtype, jnp.floating):
-        if labels.shape != scores.shape:
-            raise TypeError(
-                f"{name}: `labels` are floating ({_checks.describe(labels)}), so they are read "
-                f"as one-hot or probability targets, which must have the scores' shape "
-                f"{tuple(scores.shape)}. For class indices pass an integer array.")
+        _checks.targets_shaped_like(name, labels, "scores", scores,
+                                    "one-hot or probability targets")
         t, valid = jnp.moveaxis(labels.astype(z.dtype), ax, -1), None
     else:
         safe, valid = _index_labels(name, "scores", scores, labels, ax, z.shape[-1],

@@ -58,11 +58,7 @@ def cross_entropy(logits, labels, *, axis=-1, weight=None, ignore_index=-100,
     eps = label_smoothing
     labels_arr = jnp.asarray(labels)
     if jnp.issubdtype(labels_arr.dtype, jnp.floating):
-        if labels_arr.shape != logits.shape:
-            raise TypeError(
-                f"{name}: `labels` are floating ({_checks.describe(labels_arr)}), so they are "
-                f"read as probability targets, which must have the logits' shape "
-                f"{tuple(logits.shape)}. For class indices pass an integer array.")
+        _checks.targets_shaped_like(name, labels_arr, "logits", logits)
         lp = jax.nn.log_softmax(z, axis=-1)       # only probability targets need all of it
         p = lambda: jnp.exp(lp)  # noqa: E731
         t = jnp.moveaxis(labels_arr.astype(z.dtype), ax, -1)

@@ -110,11 +110,7 @@ def poly_loss_cross_entropy(logits, labels, *, epsilon=2.0, axis=-1, ignore_inde
     labels = jnp.asarray(labels)
     mask = None
     if jnp.issubdtype(labels.dtype, jnp.floating):
-        if labels.shape != logits.shape:
-            raise TypeError(
-                f"{name}: `labels` are floating ({_checks.describe(labels)}), so they are read "
-                f"as probability targets, which must have the logits' shape "
-                f"{tuple(logits.shape)}. For class indices pass an integer array.")
+        _checks.targets_shaped_like(name, labels, "logits", logits)
         t = jnp.moveaxis(labels.astype(z.dtype), ax, -1)
     else:
         safe, mask = _index_labels(name, "logits", logits, labels, ax, num_classes,
