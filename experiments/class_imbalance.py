@@ -2,7 +2,12 @@
 oversampling, at 1:10 and 1:100, on two Gaussian classes with a linear classifier.
 
 Minority recall and F1 at the 0.5 threshold, and PR-AUC (average precision, threshold-free),
-on a large held-out set from the same distribution.
+on a large held-out set from the same distribution. Every method is trained on ``config.seeds``
+data sets (one per seed, full-batch Adam), all seeds and both imbalance ratios of a method in
+one ``fit_many`` call; numbers are means with 95% t intervals over the seeds, comparisons
+paired (the same data set for every method of a seed). Oversampling draws the minority with
+replacement up to the majority's size; in full-batch training that is exactly a weighted
+mean with the draw counts as weights, which is how it is run here.
 """
 
 import jax
@@ -10,9 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import lossjax as lj
-from lossjax.lab import Result, figure, markdown_table
+from lossjax.lab import Result, figure, markdown_table, stats
 
 GAMMAS = (0.0, 0.5, 1.0, 2.0, 5.0)
+RATIOS = (10, 100)
+METRICS = ("recall", "precision", "f1", "pr_auc")
 
 
 def average_precision(scores, labels):
@@ -38,101 +45,141 @@ def _linear(p, x):
     return x @ p["w"] + p["b"]
 
 
-def _ce(p, batch):
-    return lj.binary_cross_entropy_with_logits(_linear(p, batch["x"]),
-                                               batch["y"].astype(jnp.float32))
+def _bce(p, *, x, y, counts, pos_weight):
+    return lj.binary_cross_entropy_with_logits(_linear(p, x), y, pos_weight=pos_weight,
+                                               weights=counts)
 
 
-def _weighted_ce(p, batch, pos_weight):
-    return lj.binary_cross_entropy_with_logits(_linear(p, batch["x"]),
-                                               batch["y"].astype(jnp.float32),
-                                               pos_weight=pos_weight)
+def _focal(p, *, x, y, gamma):
+    return lj.focal_loss(_linear(p, x), y, gamma=gamma)
 
 
-def _focal(p, batch, gamma, alpha=None):
-    return lj.focal_loss(_linear(p, batch["x"]), batch["y"].astype(jnp.float32), gamma=gamma,
-                         alpha=alpha)
+def _focal_alpha(p, *, x, y, gamma, alpha):
+    return lj.focal_loss(_linear(p, x), y, gamma=gamma, alpha=alpha)
 
 
-def _oversample(key, data):
-    y = np.asarray(data["y"])
-    minority, majority = np.nonzero(y == 1)[0], np.nonzero(y == 0)[0]
-    extra = np.asarray(jax.random.choice(key, minority, (len(majority) - len(minority),)))
-    idx = np.concatenate([majority, minority, extra])
-    return {k: v[idx] for k, v in data.items()}
+def _oversample_counts(key, y):
+    """How often each example appears once the minority is drawn with replacement up to the
+    majority's size (majority examples once each)."""
+    minority = np.nonzero(y == 1)[0]
+    extra = np.asarray(jax.random.choice(key, minority, (int(np.sum(y == 0)) - len(minority),)))
+    return 1.0 + np.bincount(extra, minlength=len(y)) * (y == 1)
 
 
 def run(config):
     n_train = config.pick(2000, 10000)
     n_test = config.pick(20000, 100000)
     steps = config.pick(400, 1500)
+    seeds = config.seeds
     tx = lj.optim.make("adam", learning_rate=0.05, schedule="cosine", decay_steps=steps)
+    xs, ys, counts, tests = [], [], [], []
+    for ratio in RATIOS:                          # runs: ratio-major, then seed
+        for key in config.keys(tag=ratio):
+            k_data, k_over = jax.random.split(key)
+            ds = lj.data.imbalanced_binary(k_data, n_train + n_test, 2, ratio=ratio,
+                                           separation=2.0)
+            y = np.asarray(ds.data["y"])
+            xs.append(ds.data["x"][:n_train])
+            ys.append(y[:n_train].astype(np.float32))
+            counts.append(_oversample_counts(k_over, y[:n_train]))
+            tests.append((ds.data["x"][n_train:], y[n_train:]))
+    x, y = jnp.stack(xs), jnp.stack(ys)
+    runs = len(xs)
+    ones, none = jnp.ones((runs, n_train)), jnp.ones(runs)
+    pos_weight = jnp.repeat(jnp.asarray(RATIOS, jnp.float32), seeds)
     p0 = {"w": jnp.zeros(2), "b": jnp.zeros(())}
-    results, table = {}, []
-    for ratio in (10, 100):
-        key = jax.random.fold_in(jax.random.PRNGKey(config.seed), ratio)
-        k_data, k_over = jax.random.split(key)
-        ds = lj.data.imbalanced_binary(k_data, n_train + n_test, 2, ratio=ratio, separation=2.0)
-        train = {k: v[:n_train] for k, v in ds.data.items()}
-        test_x, test_y = ds.data["x"][n_train:], np.asarray(ds.data["y"][n_train:])
-        runs = {}
-        runs["CE"] = lj.train.fit(_ce, p0, train, tx, steps).params
-        runs[f"weighted CE (pos_weight={ratio})"] = lj.train.fit(
-            _weighted_ce, p0, train, tx, steps, loss_kwargs={"pos_weight": float(ratio)}).params
-        sweep = lj.train.fit_many(_focal, p0, train, tx, steps,
-                                  loss_hparams={"gamma": jnp.asarray(GAMMAS)})
-        for i, g in enumerate(GAMMAS):
-            runs[f"focal γ={g:g}"] = sweep.run(i).params
-        runs["focal γ=2, α=0.25"] = lj.train.fit(
-            _focal, p0, train, tx, steps, loss_kwargs={"gamma": 2.0, "alpha": 0.25}).params
-        runs["oversampling + CE"] = lj.train.fit(_ce, p0, _oversample(k_over, train), tx,
-                                                 steps).params
-        results[ratio] = {name: _metrics(np.asarray(_linear(p, test_x)), test_y)
-                          for name, p in runs.items()}
-        for name, m in results[ratio].items():
-            table.append([f"1:{ratio}", name, m["recall"], m["precision"], m["f1"], m["pr_auc"]])
+
+    def fit(loss, **per_run):
+        return lj.train.fit_many(loss, p0, None, tx, steps, loss_hparams=per_run).params
+
+    trained = {
+        "CE": fit(_bce, x=x, y=y, counts=ones, pos_weight=none),
+        "weighted CE (pos_weight = ratio)": fit(_bce, x=x, y=y, counts=ones,
+                                                pos_weight=pos_weight),
+        "oversampling + CE": fit(_bce, x=x, y=y, counts=jnp.asarray(np.stack(counts),
+                                                                   jnp.float32), pos_weight=none),
+    }
+    g = len(GAMMAS)
+    focal = fit(_focal, x=jnp.tile(x, (g, 1, 1)), y=jnp.tile(y, (g, 1)),
+                gamma=jnp.repeat(jnp.asarray(GAMMAS, jnp.float32), runs))
+    for i, gamma in enumerate(GAMMAS):
+        trained[f"focal γ={gamma:g}"] = jax.tree_util.tree_map(
+            lambda v, i=i: v[i * runs:(i + 1) * runs], focal)
+    trained["focal γ=2, α=0.25"] = fit(_focal_alpha, x=x, y=y, gamma=jnp.full(runs, 2.0),
+                                       alpha=jnp.full(runs, 0.25))
+    # per method, ratio, metric: the per-seed values
+    per_seed = {name: {r: {m: [] for m in METRICS} for r in RATIOS} for name in trained}
+    for name, p in trained.items():
+        w, b = np.asarray(p["w"]), np.asarray(p["b"])
+        for run_i, (tx_, ty) in enumerate(tests):
+            m = _metrics(np.asarray(tx_) @ w[run_i] + b[run_i], ty)
+            for k in METRICS:
+                per_seed[name][RATIOS[run_i // seeds]][k].append(m[k])
+    focal0_equals_ce = all(
+        np.max(np.abs(np.asarray(per_seed["focal γ=0"][r][m]) - per_seed["CE"][r][m])) < 1e-3
+        for r in RATIOS for m in METRICS)
+    iv = {name: {r: {m: stats.interval(v) for m, v in row.items()} for r, row in rows.items()}
+          for name, rows in per_seed.items()}
+    table = [[f"1:{r}", name] + [iv[name][r][m].fmt() for m in METRICS]
+             for r in RATIOS for name in trained]
 
     fig, axes, save = figure(config, "imbalance.png",
-                             "Minority recall, F1 and PR-AUC on held-out data", "method",
-                             "score", ncols=2, size=(7, 4.5))
-    for ax, ratio in zip(axes, (10, 100)):
-        names = list(results[ratio])
-        xs = np.arange(len(names))
+                             f"Minority recall, F1 and PR-AUC on held-out data (mean and 95% "
+                             f"interval over {seeds} seeds)", "method", "score", ncols=2,
+                             size=(7, 4.8))
+    names = list(trained)
+    for ax, ratio in zip(axes, RATIOS):
+        xs_ = np.arange(len(names))
         for j, metric in enumerate(("recall", "f1", "pr_auc")):
-            ax.bar(xs + (j - 1) * 0.27, [results[ratio][n][metric] for n in names], 0.27,
-                   label=metric)
-        ax.set_xticks(xs, names, rotation=75, fontsize=7)
+            stats.bar(ax, xs_ + (j - 1) * 0.27, [iv[n][ratio][metric] for n in names], 0.27,
+                      label=metric)
+        ax.set_xticks(xs_, names, rotation=75, fontsize=7)
         ax.set_title(f"imbalance 1:{ratio}")
+        ax.set_ylim(0, 1.05)
     figures = [save()]
 
-    r100 = results[100]
-    ce, wce = r100["CE"], r100["weighted CE (pos_weight=100)"]
-    over = r100["oversampling + CE"]
-    focal0_equals_ce = all(
-        abs(results[r]["focal γ=0"][m] - results[r]["CE"][m]) < 1e-3
-        for r in results for m in ("recall", "f1", "pr_auc"))
-    best_f1 = max(r100, key=lambda k: r100[k]["f1"])
-    auc_spread = max(v["pr_auc"] for v in r100.values()) - min(v["pr_auc"] for v in r100.values())
-    recall_gain = wce["recall"] > ce["recall"] and over["recall"] > ce["recall"]
+    r = 100
+    at = {name: per_seed[name][r] for name in trained}
+    wce, over = "weighted CE (pos_weight = ratio)", "oversampling + CE"
+    checks = [
+        stats.claim("focal γ=2 finds more of the minority than CE (recall, 1:100)",
+                    stats.difference(at["focal γ=2"]["recall"], at["CE"]["recall"])),
+        stats.claim("focal γ=2 ranks better than CE (PR-AUC, 1:100)",
+                    stats.difference(at["focal γ=2"]["pr_auc"], at["CE"]["pr_auc"])),
+        stats.claim("class-weighted CE finds more of the minority than CE (recall, 1:100)",
+                    stats.difference(at[wce]["recall"], at["CE"]["recall"])),
+        stats.claim("oversampling finds more of the minority than CE (recall, 1:100)",
+                    stats.difference(at[over]["recall"], at["CE"]["recall"])),
+    ]
+    verdict, sentences = stats.decide(checks)
+    if not focal0_equals_ce and verdict == "holds":
+        verdict = "depends"
+    ce, fo, w_, ov = (iv[k][r] for k in ("CE", "focal γ=2", wce, over))
+    best_f1 = max(trained, key=lambda k: iv[k][r]["f1"].mean)
+    auc = [iv[k][r]["pr_auc"].mean for k in trained]
     return Result(
         name="class_imbalance", title="Class imbalance",
         claim="Focal loss down-weights easy examples and helps under class imbalance "
               "(γ = 0 recovers CE); weighted CE and oversampling are alternatives.",
-        verdict="depends",
-        summary=(f"at 1:100 plain CE finds {ce['recall']:.0%} of the minority at the 0.5 "
-                 f"threshold; class-weighted CE {wce['recall']:.0%} and oversampling "
-                 f"{over['recall']:.0%}, at precision {wce['precision']:.0%} and "
-                 f"{over['precision']:.0%}; focal γ = 2 {r100['focal γ=2']['recall']:.0%}. "
-                 f"Best F1: {best_f1} ({r100[best_f1]['f1']:.2f} vs CE {ce['f1']:.2f}). "
-                 f"The threshold-free PR-AUC moves by only {auc_spread:.3f} across all methods "
-                 f"({ce['pr_auc']:.3f} for CE): for a linear model the losses mostly shift the "
-                 f"decision threshold, so whether they 'help' depends on the metric. Focal "
-                 f"γ = 0 reproduces CE ({'yes' if focal0_equals_ce else 'NO'})."),
-        key_number=f"1:100 minority recall: CE {ce['recall']:.2f}, weighted CE "
-                   f"{wce['recall']:.2f}, focal γ=2 {r100['focal γ=2']['recall']:.2f}",
-        metrics={"results": {str(k): v for k, v in results.items()},
-                 "focal_gamma0_equals_ce": focal0_equals_ce, "recall_gain": recall_gain,
-                 "pr_auc_spread_1_100": auc_spread, "n_train": n_train, "n_test": n_test},
+        verdict=verdict,
+        summary=(f"at 1:100, over {seeds} seeds (mean and 95% t interval), plain CE finds "
+                 f"{ce['recall'].fmt('{:.2f}')} of the minority at the 0.5 threshold; "
+                 f"class-weighted CE {w_['recall'].fmt('{:.2f}')} and oversampling "
+                 f"{ov['recall'].fmt('{:.2f}')}, at precision {w_['precision'].mean:.2f} and "
+                 f"{ov['precision'].mean:.2f}; focal γ = 2 {fo['recall'].fmt('{:.2f}')}. "
+                 f"Best mean F1: {best_f1} ({iv[best_f1][r]['f1'].mean:.2f} vs CE "
+                 f"{ce['f1'].mean:.2f}). The threshold-free PR-AUC means span only "
+                 f"{min(auc):.3f}–{max(auc):.3f} across all methods: for a linear model the "
+                 f"losses mostly shift the decision threshold, so whether they 'help' depends "
+                 f"on the metric. " + "; ".join(sentences) + f" — {stats.robustness(checks)}. "
+                 f"Focal γ = 0 reproduces CE on every seed: "
+                 f"{'yes' if focal0_equals_ce else 'NO'}."),
+        key_number=f"1:100 minority recall: CE {ce['recall'].fmt('{:.2f}')}, weighted CE "
+                   f"{w_['recall'].fmt('{:.2f}')}, focal γ=2 {fo['recall'].fmt('{:.2f}')}",
+        metrics={"results": {str(r_): {name: {m: iv[name][r_][m] for m in METRICS}
+                                       for name in trained} for r_ in RATIOS},
+                 "checks": checks, "focal_gamma0_equals_ce": focal0_equals_ce,
+                 "seeds": seeds, "n_train": n_train, "n_test": n_test, "steps": steps},
         tables=[markdown_table(["imbalance", "method", "minority recall", "precision", "F1",
-                                "PR-AUC"], table, fmt="{:.3f}")],
+                                "PR-AUC"], table)],
         figures=figures)

@@ -329,8 +329,28 @@ def _current_devices():
     return jax.devices(platform) if platform else jax.devices()
 
 
+def catalogue_figure(config, rows, devices):
+    """Bars of the max relative difference sharded vs unsharded, per loss and mesh kind."""
+    from lossjax.lab import figure
+    names = list(rows)
+    kinds = list(next(iter(rows.values())))
+    fig, ax, save = figure(config, "catalogue.png",
+                           f"Sharded over {devices} devices vs one device",
+                           "catalogue loss", "max relative difference", size=(11.0, 4.0))
+    x = np.arange(len(names))
+    for j, kind in enumerate(kinds):
+        ax.bar(x + 0.4 * j, [max(rows[n][kind], 1e-9) for n in names], width=0.4,
+               label=f"{kind} mesh")
+    ax.axhline(np.finfo(np.float32).eps, color="k", lw=0.8, ls="--", label="float32 eps")
+    ax.axhline(TOLERANCE, color="r", lw=0.8, ls=":", label="tolerance")
+    ax.set_yscale("log")
+    ax.set_xticks(x + 0.2 * (len(kinds) - 1))
+    ax.set_xticklabels(names, rotation=90, fontsize=7)
+    return save()
+
+
 def run(config):
-    from lossjax.lab import Result, figure, markdown_table
+    from lossjax.lab import Result, markdown_table
     if len(_current_devices()) >= 2:
         m = measure(config.full, config.seed)
     else:
@@ -354,19 +374,7 @@ def run(config):
         holds = holds and max(max(mp["losses"].values()), mp["fit"]) <= TOLERANCE
 
     names = list(m["catalogue"])
-    fig, ax, save = figure(config, "catalogue.png",
-                           f"Sharded over {m['devices']} devices vs one device",
-                           "catalogue loss", "max relative difference", size=(11.0, 4.0))
-    x = np.arange(len(names))
-    for j, kind in enumerate(kinds):
-        ax.bar(x + 0.4 * j, [max(m["catalogue"][n][kind], 1e-9) for n in names], width=0.4,
-               label=f"{kind} mesh")
-    ax.axhline(np.finfo(np.float32).eps, color="k", lw=0.8, ls="--", label="float32 eps")
-    ax.axhline(TOLERANCE, color="r", lw=0.8, ls=":", label="tolerance")
-    ax.set_yscale("log")
-    ax.set_xticks(x + 0.2 * (len(kinds) - 1))
-    ax.set_xticklabels(names, rotation=90, fontsize=7)
-    figures = [save()]
+    figures = [catalogue_figure(config, m["catalogue"], m["devices"])]
 
     by_family = {}
     import lossjax as lj

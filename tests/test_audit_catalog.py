@@ -5,6 +5,8 @@ samples (the harder float32 case: saturated logits, exact 0/1 probabilities) —
 process, so that its float64 oracle kernels are the ones compiled for the float64 audits.
 The float32 generic audits run in `make lab --full` and `lossjax audit`, to keep `make test`
 within its time budget."""
+import re
+
 import pytest
 
 import lossjax as lj
@@ -22,6 +24,12 @@ def test_whole_catalogue_audits_clean_and_the_lab_experiment_agrees(tmp_path):
     # the kinks the catalogue declares are found (mae, quantile and hinge edge samples)
     kinked = {r.loss for r in rows if r.kinks}
     assert {"mae", "quantile", "hinge", "huber", "squared_hinge"} <= kinked
+    # the table's kink column counts the gradient's kinks as its verdict does
+    for line in audit.to_markdown(rows).splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        gradient, every = (int(v) for v in cells[5].split(" / "))
+        said = re.search(r"\((\d+) kinks? classified\)", cells[6])
+        assert gradient == (int(said.group(1)) if said else 0) <= every, line
 
     r = quick("analytic_vs_autodiff", tmp_path)
     assert r.metrics["failed"] == [] and r.metrics["audits"] == len(lj.catalog())

@@ -37,15 +37,25 @@ def test_gradient_shapes(tmp_path):
 def test_robust_regression(tmp_path):
     r = quick("robust_regression", tmp_path)
     at20 = r.metrics["at_20pct"]
-    assert at20["huber (δ=1)"] < at20["mse"]
     assert at20["mae"] < at20["huber (δ=1)"] < at20["mse"]
+    # 20% of the targets shifted by 10σ-scale outliers: MSE's least-squares fit moves by a
+    # sizeable fraction of ‖θ‖ on every seed, MAE (the median) barely
+    mse, mae = r.metrics["error"]["mse"][2], r.metrics["error"]["mae"][2]
+    assert mae["high"] < mse["low"] and len(mse["per_seed"]) == r.metrics["seeds"] >= 5
     assert r.verdict == "holds"
 
 
 def test_class_imbalance(tmp_path):
     r = quick("class_imbalance", tmp_path)
     res = r.metrics["results"]["100"]
-    assert r.metrics["focal_gamma0_equals_ce"]
-    assert res["weighted CE (pos_weight=100)"]["recall"] > res["CE"]["recall"] + 0.3
-    assert res["oversampling + CE"]["recall"] > res["CE"]["recall"] + 0.3
-    assert res["focal γ=2"]["recall"] >= res["CE"]["recall"]
+    assert r.metrics["focal_gamma0_equals_ce"] and r.metrics["seeds"] >= 5
+    ce = res["CE"]["recall"]
+    for method in ("weighted CE (pos_weight = ratio)", "oversampling + CE"):
+        # reweighting the minority by ~100 moves the threshold far into the majority: most
+        # of the minority is found on every seed, CE finds a small part of it
+        assert res[method]["recall"]["low"] > ce["high"] + 0.3, method
+        assert len(res[method]["recall"]["per_seed"]) == r.metrics["seeds"]
+    checks = {c["what"]: c for c in r.metrics["checks"]}
+    assert all(c["outcome"] in ("supported", "undecided", "contradicted") for c in checks.values())
+    # the verdict is the intervals': "holds" needs every check supported
+    assert (r.verdict == "holds") == all(c["outcome"] == "supported" for c in checks.values())

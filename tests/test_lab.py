@@ -265,3 +265,9 @@ def test_foreign_files_in_the_results_folder(fake, tmp_path):
     run_lab(["fake"], out=out, **_quiet(fake))
     assert (out / ".notes.old-1").read_text() == "mine"
     assert not (out / "notes").exists()
+
+
+def test_the_readme_has_a_row_for_every_experiment():
+    from _experiments import EXPERIMENTS, readme_lab_rows
+    rows = readme_lab_rows()
+    assert len(rows) == len(EXPERIMENTS.names), sorted(rows)

@@ -11,7 +11,8 @@ import pytest
 from jax.sharding import AxisType, Mesh
 
 import lossjax as lj
-from _experiments import EXPERIMENTS
+from _experiments import EXPERIMENTS, check_figure
+from lossjax.lab import Config, collect_figures
 
 ROUND_OFF = 1e-5          # relative; float32 eps is 1.2e-7 and the sums here are short
 SCALE_OUT = EXPERIMENTS.module("scale_out")
@@ -42,12 +43,16 @@ def test_representatives_cover_every_family():
     assert families == {loss.family for loss in lj.catalog()}
 
 
-def test_a_loss_of_every_family_is_unchanged_by_sharding_the_batch(meshes):
+def test_a_loss_of_every_family_is_unchanged_by_sharding_the_batch(meshes, tmp_path):
     rows = SCALE_OUT.catalogue(meshes, seed=0, batch=16, losses=REPRESENTATIVES)
     assert set(rows) == set(REPRESENTATIVES)
     for name, row in rows.items():
         assert set(row) == {"auto", "explicit"}
         assert max(row.values()) <= ROUND_OFF, (name, row)
+    with collect_figures() as figures:                   # the lab's figure of these numbers
+        SCALE_OUT.catalogue_figure(Config(out=tmp_path), rows, jax.device_count())
+    (file, fig), = figures
+    check_figure(f"scale_out/{file}", fig)
 
 
 def test_fit_and_fit_many_data_parallel_give_the_single_device_history(meshes):

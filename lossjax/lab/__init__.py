@@ -9,16 +9,19 @@ repository's ``experiments/``, or your own) is run with::
 
 Results are atomic and resumable, and ``REPORT.md`` is built from what is stored (see
 :mod:`lossjax.lab._runner`); :func:`figure` and :func:`markdown_table` help an experiment
-produce what the report shows, :func:`paired_best` times two functions fairly.
+produce what the report shows, :func:`paired_best` times two functions fairly; :mod:`lossjax.lab.stats` gives per-seed
+means with 95% intervals and verdicts decided on them (``Config.seeds``: 5 quick, 20 full).
 """
-from lossjax.lab._base import VERDICTS, Config, Result, figure, markdown_table
+from lossjax.lab import stats
+from lossjax.lab._base import (
+    VERDICTS, Config, Result, collect_figures, figure, fingerprint, markdown_table, source)
 from lossjax.lab._runner import (
     DEFAULT_FOLDER, Experiments, LabError, library_version, load, run_lab)
 from lossjax.lab._timing import analytic_speed, paired_best, run_times
 
 __all__ = ["DEFAULT_FOLDER", "VERDICTS", "Config", "Experiments", "LabError", "Result",
-           "analytic_speed", "figure", "library_version", "load", "markdown_table", "paired_best", "run",
-           "run_lab", "run_times"]
+           "analytic_speed", "collect_figures", "figure", "fingerprint", "library_version", "load",
+           "markdown_table", "paired_best", "run", "run_lab", "run_times", "source", "stats"]
 
 
 def run(name: str, config: Config | None = None, experiments=DEFAULT_FOLDER) -> Result:

@@ -1,7 +1,10 @@
 """What an experiment receives (Config) and returns (Result), and the figure helper."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
+import hashlib
 import math
 from pathlib import Path
 
@@ -22,6 +25,18 @@ class Config:
 
     def pick(self, quick, full):
         return full if self.full else quick
+
+    @property
+    def seeds(self) -> int:
+        """How many seeds a trained-model comparison runs: 5 quick, 20 full."""
+        return self.pick(5, 20)
+
+    def keys(self, n=None, tag=0):
+        """``n`` (default ``seeds``) PRNG keys derived from ``seed`` and ``tag``: one per
+        seed of a vmapped run."""
+        import jax
+        base = jax.random.fold_in(jax.random.PRNGKey(self.seed), tag)
+        return jax.random.split(base, self.seeds if n is None else n)
 
 
 @dataclasses.dataclass
@@ -61,6 +76,8 @@ def _plain(x):
     import numpy as np
     if isinstance(x, dict):
         return {str(k): _plain(v) for k, v in x.items()}
+    if hasattr(x, "to_dict") and callable(x.to_dict):      # stats.Interval, stats.Check
+        return _plain(x.to_dict())
     if isinstance(x, (list, tuple)):
         return [_plain(v) for v in x]
     if hasattr(x, "shape") and hasattr(x, "dtype"):
@@ -71,6 +88,38 @@ def _plain(x):
     if isinstance(x, (bool, int, float, str)) or x is None:
         return x
     return str(x)
+
+
+_COLLECTOR = contextvars.ContextVar("lossjax_lab_figures", default=None)
+
+
+@contextlib.contextmanager
+def collect_figures():
+    """Within the block, every figure an experiment saves through :func:`figure` is also
+    appended, as ``(file, matplotlib Figure)``, to the yielded list (the figure test reads
+    titles, labels, legends and drawn data from them)."""
+    figures = []
+    token = _COLLECTOR.set(figures)
+    try:
+        yield figures
+    finally:
+        _COLLECTOR.reset(token)
+
+
+def fingerprint(array) -> str:
+    """A short digest of an array's values (and shape), for :func:`source`."""
+    import numpy as np
+    a = np.ascontiguousarray(np.asarray(array))
+    return hashlib.sha256(str(a.shape).encode() + a.tobytes()).hexdigest()[:16]
+
+
+def source(ax, name, array):
+    """Declare that panel ``ax`` draws data derived from ``array`` under the name ``name``
+    (e.g. "held-out image"): panels of one figure declaring the same name must have been
+    drawn from the same array, which the figure test checks."""
+    sources = getattr(ax, "_lossjax_sources", {})
+    sources[name] = fingerprint(array)
+    ax._lossjax_sources = sources
 
 
 def figure(config: Config, file: str, title: str, xlabel: str, ylabel: str, *, ncols=1,
@@ -96,6 +145,9 @@ def figure(config: Config, file: str, title: str, xlabel: str, ylabel: str, *, n
                     ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(Path(config.out) / file, dpi=90)
+        collected = _COLLECTOR.get()
+        if collected is not None:
+            collected.append((file, fig))
         return (file, title)
     return fig, (axes if ncols > 1 else axes[0]), save
 

@@ -287,7 +287,9 @@ def write_report(out: Path, config: Config, experiments: Experiments):
         if record is not None:
             records.append(record)
     lines = ["# lossjax lab report", "",
-             f"Configuration: {'full' if config.full else 'quick'}, seed {config.seed}; lossjax "
+             f"Configuration: {'full' if config.full else 'quick'}, seed {config.seed} "
+             f"(trained-model comparisons over {config.seeds} seeds, numbers as mean [95% t "
+             f"interval]); lossjax "
              f"code version {library_version()}. Reproduce with "
              f"`lossjax lab{' --full' if config.full else ''}"
              f"{f' --seed {config.seed}' if config.seed else ''}`.", "",
