@@ -40,15 +40,29 @@ class History(NamedTuple):
         """The history as NumPy arrays (this is where it leaves the device)."""
         return {k: np.asarray(v) for k, v in self._asdict().items()}
 
+    def __repr__(self):
+        loss = np.asarray(self.loss)
+        if loss.ndim == 2:
+            last = _last_finite(loss)
+            return (f"History({loss.shape[0]} runs × {loss.shape[1]} steps; final loss "
+                    f"{_span(last)}; fields loss, grad_norm, update_norm)")
+        g = np.asarray(self.grad_norm)
+        return (f"History({loss.size} steps; loss {_num(loss[0] if loss.size else None)} → "
+                f"{_num(_last_finite(loss))}, grad_norm {_num(g[0] if g.size else None)} → "
+                f"{_num(_last_finite(g))})")
+
 
 class FitResult(NamedTuple):
     """``params`` after training (before the first non-finite step, if any), the optimizer
     ``state``, the ``history`` and ``stopped_at``: the 0-based step whose loss, gradient or
-    update was non-finite, or -1. ``fit_many`` stacks every field along a leading run axis."""
+    update was non-finite, or -1. ``fit_many`` stacks every field along a leading run axis and
+    adds ``swept``: each swept scalar hyperparameter (optimizer and loss), one value per run.
+    ``repr`` is a one-line summary; ``report()`` one line per run."""
     params: Any
     state: Any
     history: History
     stopped_at: jax.Array
+    swept: Any = None          # fit_many: the swept scalar hyperparameters, one value per run
 
     @property
     def ok(self):
@@ -61,12 +75,16 @@ class FitResult(NamedTuple):
         return jax.tree_util.tree_map(lambda x: x[i], self)
 
     def report(self) -> str:
-        """One line per run: steps, final loss, where it stopped if it did."""
+        """One line per run: its swept hyperparameters, steps, final loss, where it stopped if
+        it did."""
         stopped = np.atleast_1d(np.asarray(self.stopped_at))
         loss = np.asarray(self.history.loss).reshape(len(stopped), -1)
+        swept = {k: np.atleast_1d(np.asarray(v)) for k, v in (self.swept or {}).items()}
         lines = []
         for r, (at, row) in enumerate(zip(stopped, loss)):
-            prefix = f"run {r}: " if np.ndim(self.stopped_at) else ""
+            values = ", ".join(f"{k}={_num(v[r])}" for k, v in swept.items())
+            prefix = (f"run {r}" + (f" ({values})" if values else "") + ": ") \
+                if np.ndim(self.stopped_at) else ""
             if at < 0:
                 lines.append(f"{prefix}{row.size} steps, final loss {row[-1]:.6g}")
             else:
@@ -76,13 +94,79 @@ class FitResult(NamedTuple):
         return "\n".join(lines)
 
 
+    def __repr__(self):
+        stopped = np.atleast_1d(np.asarray(self.stopped_at))
+        loss = np.asarray(self.history.loss)
+        shapes = _shapes(self.params)
+        if np.ndim(self.stopped_at):
+            bad = int(np.sum(stopped >= 0))
+            swept = ", ".join(self.swept or {}) or "seeds/keys"
+            return (f"FitResult({len(stopped)} runs × {loss.shape[-1]} steps, swept: {swept}; "
+                    f"final loss {_span(_last_finite(loss))}; "
+                    f"{f'{bad} stopped non-finite' if bad else 'all finite'}; params {shapes} "
+                    f"with a leading run axis)")
+        state = "ok" if stopped[0] < 0 else f"non-finite at step {stopped[0]}"
+        return (f"FitResult({loss.size} steps, final loss {_num(_last_finite(loss))}, {state}; "
+                f"params {shapes})")
+
+
+def _num(x):
+    return "n/a" if x is None else f"{float(x):.4g}"
+
+
+def _last_finite(loss):
+    """The last finite loss of each run (a run stopped early holds NaN after its stop)."""
+    loss = np.asarray(loss, np.float64)
+    if loss.ndim == 1:
+        finite = loss[np.isfinite(loss)]
+        return finite[-1] if finite.size else None
+    return np.array([np.nan if (v := _last_finite(row)) is None else v for row in loss])
+
+
+def _span(values):
+    values = np.asarray(values, np.float64)
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return "n/a"
+    lo, hi = finite.min(), finite.max()
+    return _num(lo) if lo == hi else f"{_num(lo)}–{_num(hi)}"
+
+
+def _shapes(tree):
+    """A pytree's arrays as dtype[shape] strings (what a repr of parameters should show)."""
+    def short(x):
+        if hasattr(x, "shape") and hasattr(x, "dtype"):
+            return f"{jnp.dtype(x.dtype).name}{list(x.shape)}"
+        return type(x).__name__
+    return str(jax.tree_util.tree_map(short, tree)).replace("'", "")
+
+
 class NonFiniteLoss(FloatingPointError):
     """Raised by ``fit`` when the loss, gradient or update becomes non-finite; ``.result``
-    holds the run up to that point (params from before the offending step)."""
+    holds the run up to that point (params from before the offending step); ``.cause`` says
+    why: "inputs" (the parameters, data or loss arguments already held NaN/inf), "start" (the
+    inputs are finite but the loss or gradient is not, at the first step) or "diverged" (the
+    optimiser went from finite values to non-finite ones)."""
 
-    def __init__(self, message, result):
+    def __init__(self, message, result, cause=None):
         super().__init__(message)
         self.result = result
+        self.cause = cause
+
+
+def _nonfinite_inputs(**trees):
+    """'params['w'] (3 of 10 entries)' for every floating leaf holding NaN/inf."""
+    found = []
+    for what, tree in trees.items():
+        for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]:
+            a = np.asarray(x) if hasattr(x, "dtype") else None
+            if a is None or not np.issubdtype(a.dtype, np.inexact):
+                continue
+            bad = int(np.size(a) - np.sum(np.isfinite(a)))
+            if bad:
+                found.append(f"{what}{jax.tree_util.keystr(path)} ({bad} of {a.size} "
+                             f"entries)")
+    return found
 
 
 def _all_finite(tree):
@@ -315,11 +399,38 @@ def fit(loss_fn: Callable, params, data, optimizer, steps: int, *, batch_size: i
                       data=data, key=key, loss_kwargs=loss_kwargs)
     if on_nonfinite == "raise" and not result.ok:
         at = int(result.stopped_at)
-        raise NonFiniteLoss(
-            f"{who}: the loss, gradient or update is {result.report()}. The parameters in "
-            f"err.result.params are those before step {at}; lower the learning rate or clip the "
-            f"gradient (lj.optim.make(..., clip_norm=...)).", result)
+        inputs = _nonfinite_inputs(params=params, data=data, loss_kwargs=loss_kwargs)
+        if inputs:
+            cause, why = "inputs", (f"The inputs were already non-finite: {', '.join(inputs)}; "
+                                    f"the optimiser never saw a finite loss.")
+        elif at == 0:
+            cause, why = "start", ("The inputs are finite but the loss or its gradient is not "
+                                   "at the initial parameters (e.g. log 0): check the loss "
+                                   "function and the initialisation.")
+        else:
+            cause, why = "diverged", (
+                f"The optimiser diverged: the loss was finite for steps 0-{at - 1}. The "
+                f"parameters in err.result.params are those before step {at}; lower the "
+                f"learning rate or clip the gradient (lj.optim.make(..., clip_norm=...)).")
+        raise NonFiniteLoss(f"{who}: the loss, gradient or update is {result.report()}. {why}",
+                            result, cause)
     return result
+
+
+def _as_sweep(who, what, values):
+    """A dict of swept values with Python lists/tuples of numbers as arrays."""
+    out = {}
+    for name, v in (values or {}).items():
+        if isinstance(v, (list, tuple)):
+            try:
+                v = jnp.asarray(np.asarray(v, dtype=np.result_type(*v) if v else np.float32))
+            except (TypeError, ValueError):
+                raise TypeError(f"{who}: `{what}['{name}']` must be an array or a list of "
+                                f"numbers (one per run), got {v!r}.") from None
+            if v.dtype == jnp.float64 and not jax.config.jax_enable_x64:
+                v = v.astype(jnp.float32)
+        out[name] = v
+    return out
 
 
 def _runs(who, named):
@@ -359,8 +470,10 @@ def fit_many(loss_fn: Callable, params, data, optimizer, steps: int, *,
     - ``optimizer``: an ``lj.optim`` name, a factory ``(**hparams) -> transformation``
       (e.g. ``functools.partial(lj.optim.make, "momentum", momentum=0.9)``), or a fixed
       transformation when no optimizer hyperparameter is swept.
-    - ``hparams``: optimizer hyperparameters, each an array with one value per run.
-    - ``loss_hparams``: keyword arguments of ``loss_fn``, one value per run (e.g. focal γ).
+    - ``hparams``: optimizer hyperparameters, each an array (or a Python list) with one value
+      per run.
+    - ``loss_hparams``: keyword arguments of ``loss_fn``, one value per run (e.g. focal γ, or
+      per-run data sets with a leading run axis).
     - ``keys``: one PRNG key per run (minibatch order); ``batched_params=True``: ``params``
       carry a leading run axis (e.g. one initialisation per seed).
 
@@ -371,7 +484,8 @@ def fit_many(loss_fn: Callable, params, data, optimizer, steps: int, *,
     (``result.stopped_at[run]``) while the others go on; nothing is raised.
     """
     who = "lj.train.fit_many"
-    hparams, loss_hparams = dict(hparams or {}), dict(loss_hparams or {})
+    hparams = _as_sweep(who, "hparams", hparams)
+    loss_hparams = _as_sweep(who, "loss_hparams", loss_hparams)
     batched = {"hparams": hparams, "loss_hparams": loss_hparams}
     if keys is not None:
         batched["keys"] = jax.random.key_data(keys) if jnp.issubdtype(
@@ -404,11 +518,14 @@ def fit_many(loss_fn: Callable, params, data, optimizer, steps: int, *,
             param_specs, is_leaf=lambda x: x is None or isinstance(x, jax.sharding.PartitionSpec))
     params, data, batch_sharding = _on_mesh(who, mesh, batch_axis, param_specs, params, data,
                                             batch_size)
-    return _fit_many_jit(loss_fn=loss_fn, factory=factory, steps=int(steps),
-                         batch_size=batch_size, batch_sharding=batch_sharding,
-                         params_axis=0 if batched_params else None,
-                         params=params, data=data, keys=keys, hparams=hparams,
-                         loss_hparams=loss_hparams)
+    result = _fit_many_jit(loss_fn=loss_fn, factory=factory, steps=int(steps),
+                           batch_size=batch_size, batch_sharding=batch_sharding,
+                           params_axis=0 if batched_params else None,
+                           params=params, data=data, keys=keys, hparams=hparams,
+                           loss_hparams=loss_hparams)
+    swept = {k: v for k, v in {**hparams, **loss_hparams}.items()
+             if not isinstance(v, dict) and jnp.ndim(v) == 1}
+    return result._replace(swept=swept)
 
 
 class _Fixed:

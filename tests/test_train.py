@@ -120,7 +120,60 @@ def test_fit_many_stops_diverging_runs_only():
     sweep = lj.train.fit_many(f, jnp.ones(2, jnp.float32), None, "sgd", 100,
                               hparams={"learning_rate": jnp.array([0.05, 0.5], jnp.float32)})
     np.testing.assert_array_equal(sweep.ok, [True, False])
-    assert "run 1: non-finite at step" in sweep.report()
+    assert "run 1 (learning_rate=0.5): non-finite at step" in sweep.report()
+
+
+def test_fit_many_takes_python_lists_and_reports_each_runs_values():
+    as_lists = lj.train.fit_many(linear_loss, P0, DATA, "sgd", 20,
+                                 hparams={"learning_rate": [0.01, 0.1]},
+                                 loss_hparams={"delta": (0.5, 2.0)})
+    as_arrays = lj.train.fit_many(linear_loss, P0, DATA, "sgd", 20,
+                                  hparams={"learning_rate": jnp.array([0.01, 0.1])},
+                                  loss_hparams={"delta": jnp.array([0.5, 2.0])})
+    np.testing.assert_array_equal(as_lists.history.loss, as_arrays.history.loss)
+    lines = as_lists.report().splitlines()
+    assert lines[0].startswith("run 0 (learning_rate=0.01, delta=0.5): 20 steps, final loss")
+    assert lines[1].startswith("run 1 (learning_rate=0.1, delta=2): 20 steps")
+    assert float(as_lists.run(1).swept["delta"]) == 2.0
+    with pytest.raises(TypeError, match=r"`hparams\['learning_rate'\]` must be an array or a "
+                                        r"list of numbers"):
+        lj.train.fit_many(linear_loss, P0, DATA, "sgd", 20, hparams={"learning_rate": ["a"]})
+
+
+def test_results_and_histories_print_in_one_short_line():
+    one = lj.train.fit(linear_loss, P0, DATA, "adam", 500)
+    final = float(one.history.loss[-1])
+    assert repr(one) == (f"FitResult(500 steps, final loss {final:.4g}, ok; params "   # x64
+                         f"{{b: float64[], w: float64[3]}})")
+    assert repr(one.history).startswith(f"History(500 steps; loss {float(one.history.loss[0]):.4g}"
+                                        f" → {final:.4g}, grad_norm")
+    sweep = lj.train.fit_many(linear_loss, P0, DATA, "sgd", 300,
+                              hparams={"learning_rate": [0.01, 0.1, 0.3]})
+    text = repr(sweep)
+    assert text.startswith("FitResult(3 runs × 300 steps, swept: learning_rate; final loss ")
+    assert len(text) < 200 and len(repr(sweep.history)) < 120 and "\n" not in text
+
+
+@pytest.mark.parametrize("case, cause", [("inputs", "inputs"), ("log0", "start"),
+                                         ("lr", "diverged")])
+def test_nonfinite_loss_says_whether_the_inputs_or_the_optimiser_went_wrong(case, cause):
+    f = lambda x: 5.0 * jnp.sum(x ** 2)
+    x0, tx = jnp.ones(2, jnp.float32), lj.optim.make("sgd", learning_rate=0.01)
+    if case == "inputs":
+        x0 = x0.at[1].set(jnp.nan)
+    elif case == "log0":
+        f = lambda x: -jnp.sum(jnp.log(x))                      # log 0 at the start
+        x0 = jnp.zeros(2, jnp.float32)
+    else:
+        tx = lj.optim.make("sgd", learning_rate=0.5)             # x ← -4x per step
+    with pytest.raises(lj.train.NonFiniteLoss) as err:
+        lj.train.fit(f, x0, None, tx, 200)
+    assert err.value.cause == cause
+    message = str(err.value)
+    assert {"inputs": "The inputs were already non-finite: params (1 of 2 entries)",
+            "start": "The inputs are finite but the loss or its gradient is not",
+            "diverged": "The optimiser diverged: the loss was finite for steps 0-"}[cause] \
+        in message
 
 
 # --- bad input -------------------------------------------------------------------------------

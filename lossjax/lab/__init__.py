@@ -9,8 +9,9 @@ repository's ``experiments/``, or your own) is run with::
 
 Results are atomic and resumable, and ``REPORT.md`` is built from what is stored (see
 :mod:`lossjax.lab._runner`); :func:`figure` and :func:`markdown_table` help an experiment
-produce what the report shows, :func:`paired_best` times two functions fairly; :mod:`lossjax.lab.stats` gives per-seed
-means with 95% intervals and verdicts decided on them (``Config.seeds``: 5 quick, 20 full).
+produce what the report shows, :func:`paired_best` times two functions fairly;
+:mod:`lossjax.lab.stats` gives per-seed means with 95% intervals and verdicts decided on them
+(``Config.seeds``: 5 quick, 20 full).
 """
 from lossjax.lab import stats
 from lossjax.lab._base import (
