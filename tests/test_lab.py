@@ -172,9 +172,9 @@ def test_config_key_ignores_the_output_folder():
 def test_the_repository_experiments_in_their_order():
     names = Experiments(Path(__file__).parents[1] / "experiments").names
     assert names == ("worked_examples", "gradient_shapes", "robust_regression",
-                     "class_imbalance", "metric_learning", "segmentation", "gan", "optimizers",
-                     "numerical_stability", "hamming", "multitask", "analytic_vs_autodiff",
-                     "scale_out")
+                     "class_imbalance", "label_noise", "metric_learning", "segmentation", "gan",
+                     "optimizers", "numerical_stability", "hamming", "multitask",
+                     "analytic_vs_autodiff", "scale_out")
 
 
 def test_python_dash_m_lossjax_is_the_command(tmp_path):
