@@ -138,7 +138,18 @@ def _shapes(tree):
         if hasattr(x, "shape") and hasattr(x, "dtype"):
             return f"{jnp.dtype(x.dtype).name}{list(x.shape)}"
         return type(x).__name__
-    return str(jax.tree_util.tree_map(short, tree)).replace("'", "")
+
+    def plain(t):
+        if isinstance(t, dict):
+            return all(plain(v) for v in t.values())
+        if isinstance(t, (list, tuple)):
+            return all(plain(v) for v in t)
+        return hasattr(t, "shape") and hasattr(t, "dtype")
+    if plain(tree) and len(jax.tree_util.tree_leaves(tree)) <= 8:
+        return str(jax.tree_util.tree_map(short, tree)).replace("'", "")
+    arrays = [x for x in jax.tree_util.tree_leaves(tree) if _is_trained(x)]
+    return (f"{type(tree).__name__} with {len(arrays)} arrays, "
+            f"{sum(int(np.size(x)) for x in arrays)} numbers")
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -278,6 +289,91 @@ def _run(loss_fn, optimizer, steps, batch_size, batch_sharding, params, data, ke
     return FitResult(params, state, History(loss, gnorm, unorm), stopped_at)
 
 
+class _Model:
+    """A model given as parameters (an equinox module, a flax.nnx module, any pytree with
+    non-array leaves): its floating-point arrays are what is trained; every other leaf
+    (activation functions, sizes, integer counters, RNG keys) is held fixed, as a constant of
+    the compiled program. Hashable by the structure and the fixed leaves' identities, so that
+    training the same model again reuses the compilation."""
+
+    def __init__(self, params):
+        leaves, self.treedef = jax.tree_util.tree_flatten(params)
+        self.trained = tuple(_is_trained(x) for x in leaves)
+        self.fixed = tuple(None if t else x for x, t in zip(leaves, self.trained))
+        self.arrays = [x for x, t in zip(leaves, self.trained) if t]
+
+    def build(self, arrays):
+        it = iter(arrays)
+        return jax.tree_util.tree_unflatten(
+            self.treedef, [next(it) if t else x for x, t in zip(self.fixed, self.trained)])
+
+    def _key(self):
+        return (self.treedef, self.trained, tuple(
+            x if _hashable(x) else id(x) for x in self.fixed))
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __eq__(self, other):
+        return isinstance(other, _Model) and self.treedef == other.treedef and \
+            self.trained == other.trained and all(
+                a is b or (_hashable(a) and _hashable(b) and a == b)
+                for a, b in zip(self.fixed, other.fixed))
+
+
+def _is_trained(x):
+    return hasattr(x, "dtype") and hasattr(x, "shape") and \
+        jnp.issubdtype(jnp.asarray(x).dtype if not hasattr(x, "aval") else x.dtype, jnp.inexact)
+
+
+def _hashable(x):
+    if hasattr(x, "shape") and hasattr(x, "dtype"):
+        return False
+    try:
+        hash(x)
+        return True
+    except TypeError:
+        return False
+
+
+class _OnModel:
+    """``loss_fn`` called on the model rebuilt from its trained arrays."""
+
+    def __init__(self, loss_fn, model):
+        self.loss_fn, self.model = loss_fn, model
+
+    def __call__(self, arrays, *args, **kwargs):
+        return self.loss_fn(self.model.build(arrays), *args, **kwargs)
+
+    def __hash__(self):
+        return hash((self.loss_fn, self.model))
+
+    def __eq__(self, other):
+        return isinstance(other, _OnModel) and self.loss_fn == other.loss_fn and \
+            self.model == other.model
+
+
+def _as_arrays(who, loss_fn, params, param_specs):
+    """(loss_fn, params, model): unchanged when every leaf of ``params`` is a floating-point
+    array; otherwise the trained arrays, the loss on them and the model that rebuilds them."""
+    leaves = jax.tree_util.tree_leaves(params)
+    if all(_is_trained(x) for x in leaves):
+        return loss_fn, params, None
+    model = _Model(params)
+    if not model.arrays:
+        raise ValueError(f"{who}: `params` has no floating-point arrays to train (its leaves: "
+                         f"{sorted({type(x).__name__ for x in leaves})}).")
+    if param_specs is not None:
+        raise ValueError(f"{who}: `param_specs` need `params` whose leaves are all floating-"
+                         f"point arrays; this model has fixed leaves "
+                         f"({sorted({type(x).__name__ for x in leaves if not _is_trained(x)})}).")
+    return _OnModel(loss_fn, model), model.arrays, model
+
+
+def _rebuilt(result, model):
+    return result if model is None else result._replace(params=model.build(result.params))
+
+
 _STATIC = ("loss_fn", "optimizer", "steps", "batch_size", "batch_sharding")
 _fit_jit = jax.jit(_run, static_argnames=_STATIC)
 
@@ -390,6 +486,7 @@ def fit(loss_fn: Callable, params, data, optimizer, steps: int, *, batch_size: i
         raise ValueError(f"{who}: `on_nonfinite` must be 'raise' or 'stop', got {on_nonfinite!r}.")
     optimizer = _optimizer(who, optimizer)
     _check_common(who, loss_fn, data, steps, batch_size)
+    loss_fn, params, model = _as_arrays(who, loss_fn, params, param_specs)
     _check_scalar(who, loss_fn, params, data, loss_kwargs)
     key = jax.random.PRNGKey(0) if key is None else key
     params, data, batch_sharding = _on_mesh(who, mesh, batch_axis, param_specs, params, data,
@@ -397,6 +494,7 @@ def fit(loss_fn: Callable, params, data, optimizer, steps: int, *, batch_size: i
     result = _fit_jit(loss_fn=loss_fn, optimizer=optimizer, steps=int(steps),
                       batch_size=batch_size, batch_sharding=batch_sharding, params=params,
                       data=data, key=key, loss_kwargs=loss_kwargs)
+    result = _rebuilt(result, model)
     if on_nonfinite == "raise" and not result.ok:
         at = int(result.stopped_at)
         inputs = _nonfinite_inputs(params=params, data=data, loss_kwargs=loss_kwargs)
@@ -486,6 +584,7 @@ def fit_many(loss_fn: Callable, params, data, optimizer, steps: int, *,
     who = "lj.train.fit_many"
     hparams = _as_sweep(who, "hparams", hparams)
     loss_hparams = _as_sweep(who, "loss_hparams", loss_hparams)
+    loss_fn, params, model = _as_arrays(who, loss_fn, params, param_specs)
     batched = {"hparams": hparams, "loss_hparams": loss_hparams}
     if keys is not None:
         batched["keys"] = jax.random.key_data(keys) if jnp.issubdtype(
@@ -525,7 +624,7 @@ def fit_many(loss_fn: Callable, params, data, optimizer, steps: int, *,
                            loss_hparams=loss_hparams)
     swept = {k: v for k, v in {**hparams, **loss_hparams}.items()
              if not isinstance(v, dict) and jnp.ndim(v) == 1}
-    return result._replace(swept=swept)
+    return _rebuilt(result, model)._replace(swept=swept)
 
 
 class _Fixed:
