@@ -15,6 +15,10 @@ import lossjax as lj
 from lossjax.lab import Result, figure, markdown_table
 
 GAMMAS = (0.0, 0.5, 1.0, 2.0, 5.0)
+# smooth_l1 with β = 1 is huber with δ = 1 exactly: a wide solid line under a dashed one
+# keeps both visible
+STYLE = {"huber (δ=1)": {"lw": 4, "alpha": 0.6}, "smooth_l1 (β=1)": {"ls": "--"}}
+LABEL = {"smooth_l1 (β=1)": "smooth_l1 (β=1), equal to huber (δ=1)"}
 
 
 def _elementwise_grad(loss, pred, target, **kw):
@@ -33,7 +37,8 @@ def run(config):
               "smooth_l1 (β=1)": jnp.clip(r, -1, 1), "log_cosh": jnp.tanh(r)}
     rows, worst_autodiff, worst_stated = [], 0.0, 0.0
     fig, axes, save = figure(config, "regression_gradients.png",
-                             "Derivative of regression losses w.r.t. the prediction",
+                             "Derivative of regression losses w.r.t. the prediction "
+                             "(smooth_l1 with β = 1 coincides with huber with δ = 1)",
                              "residual (prediction − target)", "dℓ/dprediction", ncols=2)
     for name, (loss, kw) in regression.items():
         hand, auto = _elementwise_grad(loss, r, zero, **kw)
@@ -45,8 +50,8 @@ def run(config):
                                                                           err_stated)
         at = {v: float(hand[np.argmin(np.abs(np.asarray(r) - v))]) for v in (0.5, 1.0, 5.0)}
         rows.append([name, at[0.5], at[1.0], at[5.0], at[5.0] / at[1.0], err_stated, err_auto])
-        axes[0].plot(r, hand, label=name)
-        axes[1].plot(r, hand, label=name)
+        for ax in axes:
+            ax.plot(r, hand, **STYLE.get(name, {}), label=LABEL.get(name, name))
     axes[1].set_ylim(-1.5, 1.5)
     axes[1].set_title("zoom: the bounded ones")
     figures = [save()]

@@ -43,6 +43,7 @@ FORMS = {
     f"focal (γ = {GAMMA:g}) on probabilities": (
         _naive_focal, lambda z, t: lj.focal_loss(z, t, gamma=GAMMA), False),
 }
+SHORT = dict(zip(FORMS, ("log softmax", "BCE on σ(z)", "BCE, clamp", f"focal γ={GAMMA:g}")))
 
 
 def _inputs(key, multi, n, scales, dtype):
@@ -109,12 +110,27 @@ def run(config):
     fig, ax, save = figure(config, "nonfinite.png",
                            "Share of non-finite gradient entries at logits up to 1e4",
                            "form and dtype", "non-finite gradient entries (%)", size=(9, 4.5))
-    labels = [f"{r[0].split(':')[0].split(' (')[0][:18]}\n{r[1][:6]} {r[2]}" for r in rows]
-    ax.bar(range(len(rows)), [100 * metrics[f"{r[0]} | {r[1]} | {r[2]}"]["grad_nonfinite_share"]
-                              for r in rows],
-           color=["tab:red" if r[1] == "naive" else "tab:green" for r in rows])
-    ax.set_xticks(range(len(rows)), labels, rotation=90, fontsize=6)
-    figures = [save(legend=False)]
+    cases = [(name, dtype) for name in FORMS for dtype in DTYPES]
+    for offset, label, colour, legend in (
+            (-0.2, "naive", "tab:red", "naive form (clamped, for 'BCE, clamp')"),
+            (0.2, "stable (lossjax)", "tab:green", "stable form (lossjax)")):
+        xs = [i + offset for i, (name, dtype) in enumerate(cases)
+              if f"{name} | {label} | {dtype}" in metrics]
+        shares = [100 * metrics[f"{name} | {label} | {dtype}"]["grad_nonfinite_share"]
+                  for name, dtype in cases if f"{name} | {label} | {dtype}" in metrics]
+        ax.bar(xs, shares, 0.4, color=colour, label=legend)
+        for x, share in zip(xs, shares):
+            if share == 0:                       # a bar of height 0 is invisible: say so
+                ax.text(x, 0.5, "0", ha="center", va="bottom", fontsize=7, color=colour)
+    ax.set_xticks(range(len(cases)), [dtype for _, dtype in cases], fontsize=7)
+    for k, name in enumerate(FORMS):                  # the form under its three dtypes
+        middle = k * len(DTYPES) + (len(DTYPES) - 1) / 2
+        ax.text(middle, -0.085, SHORT[name], transform=ax.get_xaxis_transform(), ha="center",
+                va="top", fontsize=9)
+        if k:
+            ax.axvline(k * len(DTYPES) - 0.5, color="0.6", lw=0.8)
+    ax.xaxis.labelpad = 20
+    figures = [save()]
     holds = stable_ok and naive_bad > 0
     return Result(
         name="numerical_stability", title="Numerical stability",

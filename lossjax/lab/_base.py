@@ -130,7 +130,7 @@ def figure(config: Config, file: str, title: str, xlabel: str, ylabel: str, *, n
     not a pyplot figure: nothing global changes (a notebook's backend stays as it is) and
     experiments may run in threads."""
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(size[0] * ncols, size[1]))
+    fig = Figure(figsize=(size[0] * ncols, size[1]), dpi=90)     # laid out as saved
     axes = fig.subplots(1, ncols, squeeze=False)[0]
     fig.suptitle(title)
     for ax in axes:

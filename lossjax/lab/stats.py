@@ -182,4 +182,5 @@ def bar(ax, xs, ivs, width, **kwargs):
     """Bars at the means with the intervals as error bars."""
     means = np.array([i.mean for i in ivs])
     err = np.array([[i.mean - i.low for i in ivs], [i.high - i.mean for i in ivs]])
+    kwargs.setdefault("error_kw", {"ecolor": "k", "color": "k"})
     return ax.bar(xs, means, width, yerr=err, capsize=2, **kwargs)
