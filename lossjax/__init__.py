@@ -47,14 +47,14 @@ from lossjax.losses.adversarial import (
 from lossjax import audit, data, optim, sharding, testing, train
 from lossjax.objective import objective
 from lossjax.define import define_loss
-from lossjax.checked import Checked, check_inputs, checked
+from lossjax.checked import Checked, check_inputs, checked, eager_checks
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Kink", "Loss", "Sample", "Terms", "catalog", "define_loss", "get", "reduce",
     "audit", "data", "objective", "optim", "sharding", "testing", "train", "checked",
-    "check_inputs", "Checked",
+    "check_inputs", "Checked", "eager_checks",
     # regression
     "mse", "mae", "huber", "smooth_l1", "log_cosh", "quantile", "poisson_nll", "gaussian_nll",
     "mape", "msle", "poisson", "l2_loss",

@@ -183,6 +183,7 @@ class Loss:
 
     def __call__(self, *args, reduction="mean", weights=None, where=None, **kwargs):
         bound = self._bind(args, kwargs)
+        _check_if_concrete(self, args, kwargs, reduction, weights, where)
         if self._analytic_vjp:
             return _with_analytic_derivative(self, bound, reduction, weights, where)
         return self._value(bound, reduction, weights, where)
@@ -192,6 +193,7 @@ class Loss:
             raise NotImplementedError(f"{self.name} has no hand-derived gradient: "
                                       f"{self.grad_note} Use jax.grad(lj.{self.name}).")
         bound = self._bind(args, kwargs)
+        _check_if_concrete(self, args, kwargs, reduction, weights, where)
         terms, w, m, out_dtype = self._terms(bound, reduction, weights, where)
         coef = _reduce.coefficients(terms.value, reduction, w, m, terms.normalizer,
                                      mean_scale=terms.mean_scale)
@@ -413,3 +415,11 @@ def get(name: str) -> Loss:
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise KeyError(f"no loss named {name!r} in the catalogue.{hint} "
                        f"Known: {', '.join(_REGISTRY)}.") from None
+
+
+def _check_if_concrete(loss, args, kwargs, reduction, weights, where):
+    """An eager call (every argument concrete) checks the argument values as lj.checked does;
+    under jit/grad/vmap nothing is added (see lossjax.checked.check_concrete)."""
+    from lossjax.checked import check_concrete
+    check_concrete(loss, args, {**kwargs, "reduction": reduction, "weights": weights,
+                                "where": where})

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
-__all__ = ["Checked", "check_inputs", "checked"]
+__all__ = ["Checked", "check_concrete", "check_inputs", "checked", "eager_checks"]
 
 
 def _check(loss_name, name, ok, value, expected):
@@ -117,6 +117,66 @@ def _run(loss, method, args, kwargs):
     error, out = fn(*arrays)
     error.throw()
     return out
+
+
+@functools.lru_cache(maxsize=512)
+def _inputs_only(loss, tree, static, dynamic):
+    """The checks of ``loss`` on the dynamic leaves of ``tree``, compiled (no loss value)."""
+    def body(*arrays):
+        leaves = dict(static)
+        leaves.update(zip(dynamic, arrays))
+        a, kw = jax.tree_util.tree_unflatten(tree, [leaves[i] for i in range(tree.num_leaves)])
+        check_inputs(loss, *a, **kw)
+    return jax.jit(checkify.checkify(body))
+
+
+_EAGER = {"on": True}
+
+
+def eager_checks(enabled: bool) -> None:
+    """Turn the value checks of eager calls on (the default) or off for this process."""
+    _EAGER["on"] = bool(enabled)
+
+
+def check_concrete(loss, args, kwargs) -> None:
+    """The checks of :func:`checked` for a call whose arguments are all concrete (an eager
+    call, the notebook case), raising the same one-line error. Nothing happens when any
+    argument is a tracer (under ``jit``, ``grad``, ``vmap``) or inside a trace: the compiled
+    program is unchanged. Python lists and tuples of numbers are checked as arrays."""
+    if not _EAGER["on"] or not _top_level():
+        return
+    args = tuple(_as_array(a) for a in args)
+    kwargs = {k: _as_array(v) for k, v in kwargs.items()}
+    leaves, tree = jax.tree_util.tree_flatten((args, kwargs))
+    dynamic = tuple(i for i, x in enumerate(leaves)
+                    if isinstance(x, (jax.Array, np.ndarray, np.generic)))
+    arrays = [leaves[i] for i in dynamic]
+    if not arrays or any(isinstance(x, jax.core.Tracer) for x in arrays):
+        return
+    static = tuple((i, x) for i, x in enumerate(leaves) if i not in dynamic)
+    try:
+        fn = _inputs_only(loss, tree, static, dynamic)
+    except TypeError:                    # an unhashable static argument: not cached
+        fn = _inputs_only.__wrapped__(loss, tree, static, dynamic)
+    error, _ = fn(*arrays)
+    error.throw()
+
+
+def _top_level() -> bool:
+    """Not inside a trace (jit, grad, vmap, make_jaxpr), where even constant arguments become
+    part of a program."""
+    try:
+        from jax._src.core import trace_state_clean
+    except ImportError:                  # a JAX without it: the tracer test alone decides
+        return True
+    return trace_state_clean()
+
+
+def _as_array(x):
+    if isinstance(x, (list, tuple)) and x and all(
+            isinstance(v, (bool, int, float, np.number)) for v in x):
+        return np.asarray(x)
+    return x
 
 
 class Checked:

@@ -1,4 +1,6 @@
 """Values against independent NumPy float64 formulas and against optax."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -114,11 +116,18 @@ def test_cross_entropy_out_of_range_labels_count_like_ignore_index():
     z = jax.random.normal(jax.random.PRNGKey(1), (5, 3), jnp.float64)
     labels = jnp.asarray([0, 7, 2, -3, 1])
     ignored = jnp.asarray([0, -100, 2, -100, 1])
+    # under jit nothing is checked (the compiled program is the user's): such labels count
+    # like ignore_index; an eager call checks the values and refuses them
     for fn in (lj.cross_entropy, lj.softmax_focal_loss):
-        np.testing.assert_allclose(fn(z, labels), fn(z, ignored), rtol=1e-15)
-        np.testing.assert_allclose(fn.grad(z, labels), fn.grad(z, ignored), rtol=1e-15)
-        assert fn(z, labels, reduction="none")[1] == 0.0
-    np.testing.assert_allclose(lj.nll(z, labels), lj.nll(z, ignored), rtol=1e-15)
+        value, grad = jax.jit(fn), jax.jit(fn.grad)
+        np.testing.assert_allclose(value(z, labels), value(z, ignored), rtol=1e-15)
+        np.testing.assert_allclose(grad(z, labels), grad(z, ignored), rtol=1e-15)
+        assert jax.jit(functools.partial(fn, reduction="none"))(z, labels)[1] == 0.0
+        with pytest.raises(Exception, match=r"`labels`\[1\] = 7 must be a class index in "
+                                            r"\[0, 3\) or `ignore_index` \(2 of 5 entries\)"):
+            fn(z, labels)
+    np.testing.assert_allclose(jax.jit(lj.nll)(z, labels), jax.jit(lj.nll)(z, ignored),
+                               rtol=1e-15)
 
 
 def test_kl_divergence_matches_numpy_with_zero_targets():
