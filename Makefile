@@ -42,3 +42,4 @@ bench: $(VENV)/.lab-installed
 	$(PY) benchmarks/bench_losses.py --json results/bench_losses.json
 	$(PY) benchmarks/bench_fused_ce.py --json results/bench_fused_ce.json
 	$(PY) benchmarks/bench_precision.py --json results/bench_precision.json
+	$(PY) benchmarks/bench_eager_checks.py --json results/bench_eager_checks.json
