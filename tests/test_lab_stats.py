@@ -61,3 +61,13 @@ def test_results_serialise_intervals_with_their_seeds():
     assert r.metrics["acc"]["per_seed"] == [0.5, 0.7]
     assert r.metrics["checks"][0]["outcome"] == "undecided"
     assert r.metrics["checks"][0]["difference"]["per_seed"] == [1.0, 2.0]
+
+
+def test_geometric_interval_is_the_t_interval_of_log10_drawn_back():
+    v = [1.0, 10.0, 100.0, 1000.0, 10000.0]                  # log10: 0..4, as above
+    g = stats.geometric_interval(v)
+    half = 2.776445 * math.sqrt(2.5) / math.sqrt(5)
+    assert g.mean == pytest.approx(100.0) and g.values == tuple(v)
+    assert g.low == pytest.approx(10 ** (2 - half)) and g.high == pytest.approx(10 ** (2 + half))
+    with pytest.raises(ValueError, match="must be > 0"):
+        stats.geometric_interval([1.0, 0.0])

@@ -15,6 +15,7 @@ that agree with the claim, so a reader sees how robust it is ("5/5 seeds").
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -22,6 +23,7 @@ import numpy as np
 LEVEL = 0.95
 
 
+@functools.lru_cache(maxsize=None)
 def _t_quantile(p, df):
     from scipy.stats import t          # scipy is a dependency of jax
     return float(t.ppf(p, df))
@@ -71,6 +73,18 @@ def interval(values, level=LEVEL) -> Interval:
     mean = float(v.mean())
     half = _t_quantile((1 + level) / 2, v.size - 1) * float(v.std(ddof=1)) / math.sqrt(v.size)
     return Interval(mean, mean - half, mean + half, tuple(float(x) for x in v), level)
+
+
+def geometric_interval(values, level=LEVEL) -> Interval:
+    """For positive per-seed values spread over orders of magnitude (gradient norms, losses
+    along a curve): the Student-t interval of log10 of the values, drawn back on the original
+    scale, so ``mean`` is the geometric mean; ``values`` stay the per-seed values."""
+    v = np.asarray(values, np.float64)
+    if np.any(v <= 0):
+        raise ValueError(f"geometric_interval: `values` must be > 0, got {v.tolist()}.")
+    iv = interval(np.log10(v), level)
+    return Interval(10 ** iv.mean, 10 ** iv.low, 10 ** iv.high, tuple(float(x) for x in v),
+                    level)
 
 
 def intervals(values, level=LEVEL):
