@@ -183,17 +183,24 @@ class Loss:
 
     def __call__(self, *args, reduction="mean", weights=None, where=None, **kwargs):
         bound = self._bind(args, kwargs)
-        _check_if_concrete(self, args, kwargs, reduction, weights, where)
         if self._analytic_vjp:
-            return _with_analytic_derivative(self, bound, reduction, weights, where)
-        return self._value(bound, reduction, weights, where)
+            out = _with_analytic_derivative(self, bound, reduction, weights, where)
+        else:
+            out = self._value(bound, reduction, weights, where)
+        # after the call: its shape/dtype errors come first
+        _check_if_concrete(self, args, kwargs, reduction, weights, where)
+        return out
 
     def _derivative(self, which, args, kwargs, reduction, weights, where, wrt=None):
+        out = self._derivative_unchecked(which, args, kwargs, reduction, weights, where, wrt)
+        _check_if_concrete(self, args, kwargs, reduction, weights, where)
+        return out
+
+    def _derivative_unchecked(self, which, args, kwargs, reduction, weights, where, wrt):
         if which == "grad" and not self.has_grad:
             raise NotImplementedError(f"{self.name} has no hand-derived gradient: "
                                       f"{self.grad_note} Use jax.grad(lj.{self.name}).")
         bound = self._bind(args, kwargs)
-        _check_if_concrete(self, args, kwargs, reduction, weights, where)
         terms, w, m, out_dtype = self._terms(bound, reduction, weights, where)
         coef = _reduce.coefficients(terms.value, reduction, w, m, terms.normalizer,
                                      mean_scale=terms.mean_scale)

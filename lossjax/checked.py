@@ -133,9 +133,22 @@ def _inputs_only(loss, tree, static, dynamic):
 _EAGER = {"on": True}
 
 
-def eager_checks(enabled: bool) -> None:
-    """Turn the value checks of eager calls on (the default) or off for this process."""
-    _EAGER["on"] = bool(enabled)
+class _Restore:
+    def __init__(self, previous):
+        self.previous = previous
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _EAGER["on"] = self.previous
+
+
+def eager_checks(enabled: bool) -> _Restore:
+    """Turn the value checks of eager calls on (the default) or off for this process; as a
+    context manager (``with lj.eager_checks(False): ...``) only for the block."""
+    previous, _EAGER["on"] = _EAGER["on"], bool(enabled)
+    return _Restore(previous)
 
 
 def check_concrete(loss, args, kwargs) -> None:
