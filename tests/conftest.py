@@ -22,6 +22,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import lossjax as lj  # noqa: E402
+
+# The suite compares numbers, mostly in compiled programs; an eager call would also compile its
+# value checks (one checkify program per signature). tests/test_checked.py tests those checks
+# with them switched on (lj.eager_checks(True) there).
+lj.eager_checks(False)
 from lossjax._compile import fast_jit  # noqa: E402
 
 CATALOG = lj.catalog()

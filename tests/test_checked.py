@@ -132,13 +132,19 @@ def test_eager_calls_check_values_like_checked_mode(case):
     for the value, .grad and .hess_diag; Python lists are checked as arrays."""
     name, args, kwargs, message = BAD[case]
     loss = lj.get(name)
-    _raises(loss, *args, match=message, **kwargs)
-    _raises(loss.grad, *args, match=message, **kwargs)
-    if loss.has_hess_diag:
-        _raises(loss.hess_diag, *args, match=message, **kwargs)
+    with lj.eager_checks(True):                    # the suite runs with them off (conftest)
+        _raises(loss, *args, match=message, **kwargs)
+        _raises(loss.grad, *args, match=message, **kwargs)
+        if loss.has_hess_diag:
+            _raises(loss.hess_diag, *args, match=message, **kwargs)
 
 
 def test_eager_checks_take_lists_add_nothing_to_programs_and_can_be_turned_off():
+    with lj.eager_checks(True):                    # the suite runs with them off (conftest)
+        _eager_checks_take_lists_add_nothing_to_programs_and_can_be_turned_off()
+
+
+def _eager_checks_take_lists_add_nothing_to_programs_and_can_be_turned_off():
     for labels in ([0, 2, 7, 1], [5, 5, 5, 5]):          # silently 0.97 and 0.0 unchecked
         _raises(lj.cross_entropy, Z, labels, match=r"`labels`\[0|2\] = [57] must be a class")
     bad = jnp.asarray([0, 2, 7, 1])
@@ -148,12 +154,9 @@ def test_eager_checks_take_lists_add_nothing_to_programs_and_can_be_turned_off()
     jax.vmap(lj.cross_entropy)(Z[:, None], bad[:, None])
     jax.jit(lambda z: lj.cross_entropy(jnp.zeros((4, 3)), bad) + z)(1.0)
     eager_jaxpr = str(jax.make_jaxpr(lj.cross_entropy)(Z, bad))
-    lj.eager_checks(False)
-    try:
+    with lj.eager_checks(False):
         assert str(jax.make_jaxpr(lj.cross_entropy)(Z, bad)) == eager_jaxpr
         assert float(lj.cross_entropy(Z, bad)) == float(jax.jit(lj.cross_entropy)(Z, bad))
-    finally:
-        lj.eager_checks(True)
     assert "check" not in eager_jaxpr and "callback" not in eager_jaxpr
     assert float(lj.cross_entropy(Z, [0, 2, 1, 1])) == pytest.approx(np.log(3))
 

@@ -95,7 +95,7 @@ def test_count_is_the_means_denominator():
     z = jnp.asarray(np.random.default_rng(0).standard_normal((6, 3)))
     y = jnp.asarray([0, 2, -100, 1, 2, 7])                 # one ignored, one out of range
     with lj.eager_checks(False):           # out of range on purpose: what jitted code computes
-        _count_is_the_means_denominator(z, y)
+        _count_is_the_means_denominator(z, y)          # (the suite's default, made explicit)
 
 
 def _count_is_the_means_denominator(z, y):

@@ -123,8 +123,8 @@ def test_cross_entropy_out_of_range_labels_count_like_ignore_index():
         np.testing.assert_allclose(value(z, labels), value(z, ignored), rtol=1e-15)
         np.testing.assert_allclose(grad(z, labels), grad(z, ignored), rtol=1e-15)
         assert jax.jit(functools.partial(fn, reduction="none"))(z, labels)[1] == 0.0
-        with pytest.raises(Exception, match=r"`labels`\[1\] = 7 must be a class index in "
-                                            r"\[0, 3\) or `ignore_index` \(2 of 5 entries\)"):
+        message = r"`labels`\[1\] = 7 must be a class index in \[0, 3\) or `ignore_index`"
+        with lj.eager_checks(True), pytest.raises(Exception, match=message):
             fn(z, labels)
     np.testing.assert_allclose(jax.jit(lj.nll)(z, labels), jax.jit(lj.nll)(z, ignored),
                                rtol=1e-15)
