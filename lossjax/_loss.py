@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lossjax import _checks, reduce as _reduce
+from lossjax.checked import check_concrete
 
 
 class Terms(NamedTuple):
@@ -427,6 +428,5 @@ def get(name: str) -> Loss:
 def _check_if_concrete(loss, args, kwargs, reduction, weights, where):
     """An eager call (every argument concrete) checks the argument values as lj.checked does;
     under jit/grad/vmap nothing is added (see lossjax.checked.check_concrete)."""
-    from lossjax.checked import check_concrete
     check_concrete(loss, args, {**kwargs, "reduction": reduction, "weights": weights,
                                 "where": where})

@@ -32,6 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
+try:
+    from jax._src.core import trace_state_clean as _trace_state_clean
+except ImportError:                      # a JAX without it: the tracer test alone decides
+    _trace_state_clean = None
+
 __all__ = ["Checked", "check_concrete", "check_inputs", "checked", "eager_checks"]
 
 
@@ -178,11 +183,7 @@ def check_concrete(loss, args, kwargs) -> None:
 def _top_level() -> bool:
     """Not inside a trace (jit, grad, vmap, make_jaxpr), where even constant arguments become
     part of a program."""
-    try:
-        from jax._src.core import trace_state_clean
-    except ImportError:                  # a JAX without it: the tracer test alone decides
-        return True
-    return trace_state_clean()
+    return True if _trace_state_clean is None else _trace_state_clean()
 
 
 def _as_array(x):
